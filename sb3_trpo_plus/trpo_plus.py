@@ -1,0 +1,455 @@
+"""TRPOPlus: Trust Region Policy Optimization on Stable-Baselines3, with batched Fisher-vector products.
+
+This module only wires the pure functions of :mod:`sb3_trpo_plus.natural_gradient` and
+:mod:`sb3_trpo_plus.fisher` to SB3's ``OnPolicyAlgorithm``: ``train()`` reads as
+policy step -> critic step -> log.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.utils import explained_variance
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from sb3_trpo_plus.fisher import fisher_for, joint_kl
+from sb3_trpo_plus.natural_gradient import (
+    backtracking_line_search,
+    conjugate_gradient,
+    gauss_newton_fvp,
+    hessian_fvp,
+    max_step_size,
+)
+from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_trpo_plus.validation import check_range
+
+SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
+
+SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+def _index_obs(obs: PyTorchObs, index: th.Tensor | slice) -> PyTorchObs:
+    """Rows ``index`` of a batch of observations (a tensor or a dict of tensors)."""
+    if isinstance(obs, dict):
+        return {key: value[index] for key, value in obs.items()}
+    return obs[index]
+
+
+@dataclass
+class PolicyStepStats:
+    """What one natural-gradient step saw; each field is logged under ``train/``."""
+
+    policy_objective: float
+    kl: float
+    entropy: float
+    cg_iterations: int
+    cg_residual: float
+    line_search_success: bool
+    line_search_steps: int
+    step_fraction: float
+    expected_improvement: float
+    actual_improvement: float
+
+
+class TRPOPlus(OnPolicyAlgorithm):
+    """
+    Trust Region Policy Optimization (TRPO) with batched Fisher-vector products.
+
+    Paper: https://arxiv.org/abs/1502.05477. A drop-in replacement for ``sb3_contrib.TRPO``: same
+    arguments with the same meaning, except ``target_kl``, which bounds the KL of the whole action
+    distribution (summed over action dimensions) instead of its average over action dimensions.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate of the critic's Adam optimizer, a float > 0 or a function
+        of the remaining progress (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per update
+        (the rollout buffer holds ``n_steps * n_envs`` transitions; must be > 1 when advantages are normalized)
+    :param batch_size: Minibatch size of the critic's regression (>= 1)
+    :param gamma: Discount factor, in [0, 1]
+    :param cg_max_steps: Maximum number of conjugate-gradient iterations (Fisher-vector products), >= 1
+    :param cg_damping: Damping lambda >= 0 added to the Fisher: CG solves (F + lambda I) s = g
+    :param line_search_shrinking_factor: Step-size reduction alpha in (0, 1) of the backtracking
+        line search (``theta_new = theta + alpha^j * step``)
+    :param line_search_max_iter: Number of candidates the line search tries (>= 1)
+    :param n_critic_updates: Number of epochs of critic regression per policy update (>= 0)
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator, in [0, 1]
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+        instead of action noise exploration (default: False)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        Default: -1 (only sample at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
+    :param normalize_advantage: Whether to normalize or not the advantage
+    :param target_kl: Trust-region radius delta > 0: the largest mean KL(pi_old || pi_new) an update may
+        reach, where the KL is that of the whole action distribution (summed over action dimensions).
+        ``sb3_contrib.TRPO`` averages over action dimensions: its value times the number of action
+        dimensions is the equivalent here for Box and MultiBinary actions.
+    :param sub_sampling_factor: Use every k-th sample (k >= 1) of the rollout for the whole policy step
+        (gradient, Fisher and line search), as ``sb3_contrib.TRPO`` does;
+        see p40-42 of John Schulman's thesis http://joschu.net/docs/thesis.pdf
+    :param fisher_sub_sampling: Compute the Fisher-vector products on every k-th sample (k >= 1) only,
+        while the gradient and the line search use the whole batch (as OpenAI baselines did).
+        1 (default) gives the exact full-batch TRPO step.
+    :param cg_residual_tol: Conjugate gradient stops once the squared residual norm is at most this (>= 0)
+    :param line_search_accept_ratio: A line-search candidate must improve the surrogate by at least this
+        fraction (in [0, 1)) of the linear model's expected improvement; 0 (default) accepts any improvement
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: the verbosity level: 0 no output, 1 info, 2 debug
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+        Setting it to auto, the code will be run on the GPU if possible.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        n_steps: int = 2048,
+        batch_size: int = 128,
+        gamma: float = 0.99,
+        cg_max_steps: int = 15,
+        cg_damping: float = 0.1,
+        line_search_shrinking_factor: float = 0.8,
+        line_search_max_iter: int = 10,
+        n_critic_updates: int = 10,
+        gae_lambda: float = 0.95,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        normalize_advantage: bool = True,
+        target_kl: float = 0.01,
+        sub_sampling_factor: int = 1,
+        fisher_sub_sampling: int = 1,
+        cg_residual_tol: float = 1e-10,
+        line_search_accept_ratio: float = 0.0,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        if not callable(learning_rate):
+            check_range("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+        check_range("n_steps", n_steps, low=1, integer=True)
+        check_range("batch_size", batch_size, low=1, integer=True)
+        check_range("gamma", gamma, low=0.0, high=1.0)
+        check_range("gae_lambda", gae_lambda, low=0.0, high=1.0)
+        check_range("cg_max_steps", cg_max_steps, low=1, integer=True)
+        check_range("cg_damping", cg_damping, low=0.0)
+        check_range("line_search_shrinking_factor", line_search_shrinking_factor, 0.0, 1.0, False, False)
+        check_range("line_search_max_iter", line_search_max_iter, low=1, integer=True)
+        check_range("n_critic_updates", n_critic_updates, low=0, integer=True)
+        check_range("target_kl", target_kl, low=0.0, low_inclusive=False)
+        check_range("sub_sampling_factor", sub_sampling_factor, low=1, integer=True)
+        check_range("fisher_sub_sampling", fisher_sub_sampling, low=1, integer=True)
+        check_range("cg_residual_tol", cg_residual_tol, low=0.0)
+        check_range("line_search_accept_ratio", line_search_accept_ratio, 0.0, 1.0, True, False)
+
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=0.0,  # TRPO has no entropy bonus
+            vf_coef=0.0,  # the critic is fitted separately
+            max_grad_norm=0.0,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            _init_setup_model=False,
+            supported_action_spaces=None,  # checked below, with a ValueError
+        )
+
+        if self.env is not None:
+            if not isinstance(self.action_space, SUPPORTED_ACTION_SPACES):
+                allowed = ", ".join(space.__name__ for space in SUPPORTED_ACTION_SPACES)
+                raise ValueError(
+                    f"Invalid action space {self.action_space}: TRPOPlus supports {allowed} action spaces, "
+                    f"not {type(self.action_space).__name__}"
+                )
+            buffer_size = self.env.num_envs * self.n_steps
+            if normalize_advantage and buffer_size <= 1:
+                raise ValueError(
+                    f"Invalid n_steps={self.n_steps} with n_envs={self.env.num_envs}: `n_steps * n_envs` must be "
+                    "greater than 1 when normalize_advantage=True (the advantages' standard deviation is undefined)"
+                )
+            if buffer_size % batch_size > 0:
+                warnings.warn(
+                    f"You have specified a mini-batch size of {batch_size},"
+                    f" but because the `RolloutBuffer` is of size `n_steps * n_envs = {buffer_size}`,"
+                    f" after every {buffer_size // batch_size} untruncated mini-batches,"
+                    f" there will be a truncated mini-batch of size {buffer_size % batch_size}\n"
+                    f"We recommend using a `batch_size` that is a factor of `n_steps * n_envs`.\n"
+                    f"Info: (n_steps={self.n_steps} and n_envs={self.env.num_envs})"
+                )
+
+        self.batch_size = batch_size
+        self.normalize_advantage = normalize_advantage
+        self.cg_max_steps = cg_max_steps
+        self.cg_damping = cg_damping
+        self.cg_residual_tol = cg_residual_tol
+        self.line_search_shrinking_factor = line_search_shrinking_factor
+        self.line_search_max_iter = line_search_max_iter
+        self.line_search_accept_ratio = line_search_accept_ratio
+        self.target_kl = target_kl
+        self.n_critic_updates = n_critic_updates
+        self.sub_sampling_factor = sub_sampling_factor
+        self.fisher_sub_sampling = fisher_sub_sampling
+        self.n_skipped_updates = 0
+
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ helpers
+    def _distribution(self, obs: PyTorchObs) -> Distribution:
+        """The policy's action distribution for ``obs``, as an object of its own.
+
+        SB3 policies return the same (mutated) ``action_dist`` object from every call, so each result is copied.
+        """
+        return copy.copy(self.policy.get_distribution(obs))
+
+    def _non_finite_rollout(self) -> list[str]:
+        """Names of the rollout quantities that hold NaN or infinite values (empty when all are finite)."""
+        buffer = self.rollout_buffer
+        observations = buffer.observations
+        arrays = {
+            "reward": buffer.rewards,
+            "observation": observations,
+            "value estimate": buffer.values,
+            "return": buffer.returns,
+            "advantage": buffer.advantages,
+        }
+        bad = []
+        for name, array in arrays.items():
+            values = array.values() if isinstance(array, dict) else [array]
+            if not all(np.isfinite(value).all() for value in values):
+                bad.append(name)
+        return bad
+
+    # --------------------------------------------------------------- the update
+    def _policy_step(
+        self,
+        obs: PyTorchObs,
+        actions: th.Tensor,
+        old_log_prob: th.Tensor,
+        advantages: th.Tensor,
+    ) -> tuple[list[nn.Parameter], PolicyStepStats]:
+        """
+        One natural-gradient step of the actor on a batch, inside the trust region.
+
+        :return: the actor's parameters (those the action distribution depends on) and the step's statistics
+        """
+        if self.normalize_advantage:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        with th.no_grad():
+            old_distribution = self._distribution(obs)
+
+        def surrogate_of(distribution: Distribution) -> th.Tensor:
+            ratio = th.exp(distribution.log_prob(actions) - old_log_prob)
+            return (advantages * ratio).mean()
+
+        # Surrogate gradient in one backward pass; the actor's parameters are those it reaches.
+        all_params = [param for param in self.policy.parameters() if param.requires_grad]
+        distribution = self._distribution(obs)
+        surrogate = surrogate_of(distribution)
+        grads = th.autograd.grad(surrogate, all_params, retain_graph=True, allow_unused=True)
+        actor_params = [param for param, grad in zip(all_params, grads, strict=True) if grad is not None]
+        policy_gradient = th.cat([grad.reshape(-1) for grad in grads if grad is not None])
+        surrogate_old = surrogate.item()
+
+        # Fisher-vector products: analytic Gauss-Newton form, or the exact KL Hessian as a fallback.
+        if self.fisher_sub_sampling > 1:
+            fisher_obs = _index_obs(obs, slice(None, None, self.fisher_sub_sampling))
+            fisher_distribution = self._distribution(fisher_obs)
+        else:
+            fisher_obs, fisher_distribution = obs, distribution
+        fisher = fisher_for(self.policy.action_dist)
+        if fisher is not None:
+            eta = fisher.parameters(fisher_distribution)
+            eta_old = tuple(e.detach() for e in eta)
+            fvp = gauss_newton_fvp(eta, actor_params, lambda u: fisher.metric(eta_old, u), self.cg_damping)
+        else:
+            with th.no_grad():
+                fisher_old = self._distribution(fisher_obs)
+            fvp = hessian_fvp(joint_kl(fisher_old, fisher_distribution).mean(), actor_params, self.cg_damping)
+
+        cg = conjugate_gradient(fvp, policy_gradient, self.cg_max_steps, self.cg_residual_tol)
+        beta = max_step_size(cg.x_dot_ax, self.target_kl)
+        full_step = beta * cg.x
+        expected_improvement = float(policy_gradient @ full_step)
+        del fvp, grads, distribution, fisher_distribution  # release the graphs before the line search
+
+        theta_old = parameters_to_vector(actor_params).detach()
+
+        def evaluate(theta: th.Tensor) -> tuple[float, float]:
+            vector_to_parameters(theta, actor_params)
+            with th.no_grad():
+                candidate = self._distribution(obs)
+                return surrogate_of(candidate).item(), joint_kl(old_distribution, candidate).mean().item()
+
+        if beta > 0.0 and bool(th.isfinite(full_step).all()):
+            search = backtracking_line_search(
+                evaluate,
+                theta_old,
+                full_step,
+                surrogate_old,
+                max_kl=self.target_kl,
+                shrinking_factor=self.line_search_shrinking_factor,
+                max_iter=self.line_search_max_iter,
+                expected_improvement=expected_improvement,
+                accept_ratio=self.line_search_accept_ratio,
+            )
+            theta, accepted, steps = search.theta, search.accepted, search.steps
+            fraction, surrogate_new, kl = search.step_fraction, search.surrogate, search.kl
+        else:  # no finite, positive-curvature direction: no step
+            theta, accepted, steps, fraction, surrogate_new, kl = theta_old, False, 0, 0.0, surrogate_old, 0.0
+        vector_to_parameters(theta, actor_params)
+
+        entropy = old_distribution.entropy()
+        stats = PolicyStepStats(
+            policy_objective=surrogate_new,
+            kl=kl,
+            entropy=float("nan") if entropy is None else entropy.mean().item(),
+            cg_iterations=cg.iterations,
+            cg_residual=cg.residual_norm,
+            line_search_success=accepted,
+            line_search_steps=steps,
+            step_fraction=fraction,
+            expected_improvement=expected_improvement,
+            actual_improvement=surrogate_new - surrogate_old,
+        )
+        return actor_params, stats
+
+    def _critic_step(self, obs: PyTorchObs, returns: th.Tensor, actor_params: list[nn.Parameter]) -> float:
+        """
+        Regression of V(s) on the returns: ``n_critic_updates`` epochs of minibatches of ``batch_size``,
+        with the policy's Adam optimizer; the actor's parameters get no gradient and do not move.
+
+        :return: the mean minibatch loss (NaN when ``n_critic_updates == 0``)
+        """
+        actor_ids = {id(param) for param in actor_params}
+        critic_params = [p for p in self.policy.parameters() if p.requires_grad and id(p) not in actor_ids]
+        if not critic_params or self.n_critic_updates == 0:
+            return float("nan")
+        optimizer = self.policy.optimizer
+        n_samples = returns.shape[0]
+        losses = []
+        for _ in range(self.n_critic_updates):
+            permutation = th.randperm(n_samples, device=returns.device)
+            for start in range(0, n_samples, self.batch_size):
+                index = permutation[start : start + self.batch_size]
+                values = self.policy.predict_values(_index_obs(obs, index)).flatten()
+                value_loss = F.mse_loss(values, returns[index])
+                optimizer.zero_grad(set_to_none=True)
+                value_loss.backward(inputs=critic_params)
+                optimizer.step()
+                losses.append(value_loss.detach())
+        return th.stack(losses).mean().item()
+
+    def train(self) -> None:
+        """
+        Update the policy with the rollout buffer: a natural-gradient step of the actor within the trust
+        region, then the critic's regression on the returns.
+        """
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+
+        non_finite = self._non_finite_rollout()
+        if non_finite:
+            self.n_skipped_updates += 1
+            warnings.warn(
+                f"TRPOPlus skipped an update: the rollout holds non-finite (NaN or infinite) {', '.join(non_finite)} "
+                "values. The parameters were left unchanged; check the environment (SB3's VecCheckNan finds the step).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.logger.record("train/skipped_updates", self.n_skipped_updates)
+            return
+
+        rollout = next(self.rollout_buffer.get(batch_size=None))
+        actions = rollout.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        every = slice(None, None, self.sub_sampling_factor)
+        actor_params, stats = self._policy_step(
+            _index_obs(rollout.observations, every),
+            actions[every],
+            rollout.old_log_prob[every],
+            rollout.advantages[every],
+        )
+        value_loss = self._critic_step(rollout.observations, rollout.returns, actor_params)
+        self._n_updates += 1
+
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        self.logger.record("train/policy_objective", stats.policy_objective)
+        self.logger.record("train/value_loss", value_loss)
+        self.logger.record("train/kl_divergence_loss", stats.kl)
+        self.logger.record("train/kl", stats.kl)
+        self.logger.record("train/entropy", stats.entropy)
+        self.logger.record("train/explained_variance", explained_var)
+        self.logger.record("train/is_line_search_success", float(stats.line_search_success))
+        self.logger.record("train/line_search_steps", stats.line_search_steps)
+        self.logger.record("train/step_fraction", stats.step_fraction)
+        self.logger.record("train/cg_iterations", stats.cg_iterations)
+        self.logger.record("train/cg_residual", stats.cg_residual)
+        self.logger.record("train/expected_improvement", stats.expected_improvement)
+        self.logger.record("train/actual_improvement", stats.actual_improvement)
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def learn(
+        self: SelfTRPOPlus,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "TRPOPlus",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfTRPOPlus:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

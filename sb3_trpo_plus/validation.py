@@ -1,0 +1,41 @@
+"""Argument checks that fail early with an error naming the argument, its value and what is allowed."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+
+def check_range(
+    name: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    integer: bool = False,
+) -> None:
+    """
+    Raise ``ValueError`` unless ``value`` is a finite number (an integer if ``integer``) within the bounds.
+
+    :param name: argument name, as the user typed it
+    :param value: the value given
+    :param low: lower bound, or ``None``
+    :param high: upper bound, or ``None``
+    :param low_inclusive: whether ``value == low`` is allowed
+    :param high_inclusive: whether ``value == high`` is allowed
+    :param integer: whether the value must be an integer
+    """
+    lower = "" if low is None else f"{low} {'<=' if low_inclusive else '<'} "
+    upper = "" if high is None else f" {'<=' if high_inclusive else '<'} {high}"
+    allowed = f"{lower}{name}{upper}" + (" (an integer)" if integer else "")
+    is_number = isinstance(value, Real) and not isinstance(value, bool)
+    if integer:
+        is_number = is_number and float(value).is_integer()  # type: ignore[arg-type]
+    if not is_number or not math.isfinite(float(value)):  # type: ignore[arg-type]
+        raise ValueError(f"Invalid {name}={value!r}: expected a finite number with {allowed}")
+    number = float(value)  # type: ignore[arg-type]
+    too_low = low is not None and (number < low or (not low_inclusive and number == low))
+    too_high = high is not None and (number > high or (not high_inclusive and number == high))
+    if too_low or too_high:
+        raise ValueError(f"Invalid {name}={value!r}: expected {allowed}")
