@@ -1,0 +1,199 @@
+"""Tier 2: what one ``train()`` call does to a real SB3 policy (direction, trust region, revert)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
+from stable_baselines3.common.utils import obs_as_tensor
+from torch.nn.utils import parameters_to_vector
+
+import sb3_trpo_plus.trpo_plus as trpo_module
+from sb3_trpo_plus import TRPOPlus
+from sb3_trpo_plus.fisher import fisher_for, joint_kl
+from sb3_trpo_plus.natural_gradient import gauss_newton_fvp
+from tests.helpers import SharedLinearExtractor
+
+
+def collect(model: TRPOPlus) -> None:
+    """Fill the rollout buffer the way ``learn()`` does, without updating."""
+    _, callback = model._setup_learn(model.n_steps * model.n_envs, None)
+    callback.on_training_start(locals(), globals())
+    assert model.env is not None
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+
+
+def batch(model: TRPOPlus):
+    """The whole rollout, as ``train()`` sees it (unshuffled)."""
+    buffer = model.rollout_buffer
+    obs = obs_as_tensor(buffer.swap_and_flatten(buffer.observations), model.device)
+    actions = th.as_tensor(buffer.swap_and_flatten(buffer.actions).astype(np.float32), device=model.device)
+    if isinstance(model.action_space, gym.spaces.Discrete):
+        actions = actions.long().flatten()
+    old_log_prob = th.as_tensor(buffer.swap_and_flatten(buffer.log_probs), device=model.device).flatten()
+    advantages = th.as_tensor(buffer.swap_and_flatten(buffer.advantages), device=model.device).flatten()
+    if model.normalize_advantage:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    return obs, actions, old_log_prob, advantages
+
+
+def actor_parameters(model: TRPOPlus) -> list[th.nn.Parameter]:
+    policy = model.policy
+    params = list(policy.mlp_extractor.policy_net.parameters()) + list(policy.action_net.parameters())
+    if hasattr(policy, "log_std"):
+        params.append(policy.log_std)
+    return params
+
+
+def surrogate_and_kl(model: TRPOPlus, old, obs, actions, old_log_prob, advantages) -> tuple[float, float]:
+    with th.no_grad():
+        new = model._distribution(obs)
+        ratio = th.exp(new.log_prob(actions) - old_log_prob)
+        return float((advantages * ratio).mean()), float(joint_kl(old, new).mean())
+
+
+ENVS = {
+    "pendulum": (lambda: gym.make("Pendulum-v1"), {}),
+    "cartpole": (lambda: gym.make("CartPole-v1"), {}),
+    "identity_discrete": (lambda: IdentityEnv(4), {}),
+    "multidiscrete": (lambda: IdentityEnvMultiDiscrete(3), {}),
+    "multibinary": (lambda: IdentityEnvMultiBinary(3), {}),
+    "pendulum_gsde": (lambda: gym.make("Pendulum-v1"), {"use_sde": True}),
+    "pendulum_fisher_sub_sampling": (lambda: gym.make("Pendulum-v1"), {"fisher_sub_sampling": 4}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENVS))
+@pytest.mark.parametrize("target_kl", [0.001, 0.05])
+def test_update_stays_in_trust_region_and_improves(case: str, target_kl: float) -> None:
+    make_env, kwargs = ENVS[case]
+    model = TRPOPlus(
+        "MlpPolicy", make_env(), n_steps=256, batch_size=64, target_kl=target_kl, n_critic_updates=1, seed=3, **kwargs
+    )
+    collect(model)
+    obs, actions, old_log_prob, advantages = batch(model)
+    with th.no_grad():
+        old = model._distribution(obs)
+    surrogate_before, _ = surrogate_and_kl(model, old, obs, actions, old_log_prob, advantages)
+    before = parameters_to_vector(actor_parameters(model)).detach().clone()
+
+    model.train()
+
+    after = parameters_to_vector(model.policy.parameters())
+    assert th.isfinite(after).all()
+    surrogate_after, kl = surrogate_and_kl(model, old, obs, actions, old_log_prob, advantages)
+    assert kl <= target_kl * (1 + 1e-5)
+    assert surrogate_after >= surrogate_before
+    logged = model.logger.name_to_value
+    for key in (
+        "train/policy_objective",
+        "train/value_loss",
+        "train/kl_divergence_loss",
+        "train/explained_variance",
+        "train/is_line_search_success",
+        "train/kl",
+        "train/entropy",
+        "train/cg_iterations",
+        "train/cg_residual",
+        "train/line_search_steps",
+        "train/step_fraction",
+        "train/expected_improvement",
+        "train/actual_improvement",
+    ):
+        assert key in logged, key
+    if logged["train/is_line_search_success"]:
+        assert not th.equal(before, parameters_to_vector(actor_parameters(model)))
+        assert logged["train/kl"] == pytest.approx(kl, rel=1e-4, abs=1e-7)
+        assert logged["train/actual_improvement"] == pytest.approx(surrogate_after - surrogate_before, abs=1e-5)
+        assert 0 < logged["train/step_fraction"] <= 1
+    assert 1 <= logged["train/cg_iterations"] <= model.cg_max_steps
+
+
+def test_line_search_succeeds_on_a_plain_problem() -> None:
+    """The natural-gradient step is not vacuous: on CartPole the first updates are accepted and move the actor."""
+    model = TRPOPlus("MlpPolicy", "CartPole-v1", n_steps=512, n_critic_updates=1, seed=0)
+    collect(model)
+    before = parameters_to_vector(actor_parameters(model)).detach().clone()
+    model.train()
+    assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
+    assert model.logger.name_to_value["train/kl"] > 0.0
+    assert not th.equal(before, parameters_to_vector(actor_parameters(model)))
+
+
+def test_step_matches_dense_damped_natural_gradient() -> None:
+    """On a tiny policy with CG run to convergence, the step taken is (F + lambda I)^-1 g, in direction."""
+    damping = 0.1
+    model = TRPOPlus(
+        "MlpPolicy",
+        "Pendulum-v1",
+        n_steps=128,
+        n_critic_updates=0,
+        cg_max_steps=200,
+        cg_damping=damping,
+        cg_residual_tol=0.0,
+        target_kl=1e-4,
+        policy_kwargs={"net_arch": {"pi": [6], "vf": [6]}},
+        seed=1,
+    )
+    collect(model)
+    obs, actions, old_log_prob, advantages = batch(model)
+    params = actor_parameters(model)
+    distribution = model._distribution(obs)
+    surrogate = (advantages * th.exp(distribution.log_prob(actions) - old_log_prob)).mean()
+    g = th.cat([x.reshape(-1) for x in th.autograd.grad(surrogate, params, retain_graph=True)]).double()
+    fisher = fisher_for(model.policy.action_dist)
+    assert fisher is not None
+    eta = fisher.parameters(distribution)
+    eta_old = tuple(e.detach() for e in eta)
+    fvp = gauss_newton_fvp(eta, params, lambda u: fisher.metric(eta_old, u))
+    n = g.numel()
+    dense_f = th.stack([fvp(e) for e in th.eye(n)], dim=1).double()
+    expected = th.linalg.solve(dense_f + damping * th.eye(n, dtype=th.float64), g)
+
+    before = parameters_to_vector(params).detach().clone()
+    model.train()
+    assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
+    step = (parameters_to_vector(params).detach() - before).double()
+    cosine = float(step @ expected / (step.norm() * expected.norm()))
+    assert cosine > 0.999
+    # and the step length is the trust-region one: 1/2 s^T (F + lambda I) s = target_kl at the full step
+    fraction = model.logger.name_to_value["train/step_fraction"]
+    quadratic_kl = 0.5 * float(step @ (dense_f + damping * th.eye(n, dtype=th.float64)) @ step) / fraction**2
+    assert quadratic_kl == pytest.approx(1e-4, rel=1e-3)
+
+
+@pytest.mark.parametrize("shared_extractor", [False, True])
+def test_forced_line_search_failure_restores_actor_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch, shared_extractor: bool
+) -> None:
+    policy_kwargs = {"features_extractor_class": SharedLinearExtractor} if shared_extractor else {}
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=128, n_critic_updates=2, policy_kwargs=policy_kwargs, seed=0)
+    collect(model)
+    before = {name: param.detach().clone() for name, param in model.policy.named_parameters()}
+    # Every candidate now looks infinitely far from the old policy: the search must reject them all.
+    monkeypatch.setattr(trpo_module, "joint_kl", lambda old, new: th.full((len(new.distribution.loc),), float("inf")))
+    model.train()
+    assert model.logger.name_to_value["train/is_line_search_success"] == 0.0
+    assert model.logger.name_to_value["train/line_search_steps"] == model.line_search_max_iter
+    assert model.logger.name_to_value["train/step_fraction"] == 0.0
+    moved = {name for name, param in model.policy.named_parameters() if not th.equal(param, before[name])}
+    # the critic was fitted, and nothing the action distribution depends on moved (shared extractor included)
+    assert moved
+    assert all(name.startswith(("value_net", "mlp_extractor.value_net")) for name in moved), moved
+
+
+def test_sub_sampling_factor_uses_every_kth_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=120, n_critic_updates=0, sub_sampling_factor=4, seed=0)
+    collect(model)
+    seen = []
+    original = model._policy_step
+
+    def spy(obs, actions, old_log_prob, advantages):
+        seen.append(len(obs))
+        return original(obs, actions, old_log_prob, advantages)
+
+    monkeypatch.setattr(model, "_policy_step", spy)
+    model.train()
+    assert seen == [30]
