@@ -37,7 +37,7 @@ from stable_baselines3.common.distributions import (
     sum_independent_dims,
 )
 from stable_baselines3.common.distributions import kl_divergence as sb3_kl_divergence
-from torch.distributions import Bernoulli, Normal
+from torch.distributions import Bernoulli, Categorical, Normal
 
 DistParams = tuple[th.Tensor, ...]
 
@@ -89,8 +89,12 @@ class CategoricalFisher(DistributionFisher):
 
     def parameters(self, distribution: Distribution) -> DistParams:
         inner = distribution.distribution
-        categoricals = inner if isinstance(inner, Sequence) else [inner]
-        return tuple(cat.logits for cat in categoricals)
+        categoricals = list(inner) if isinstance(inner, Sequence) else [inner]
+        logits = []
+        for categorical in categoricals:
+            assert isinstance(categorical, Categorical)
+            logits.append(categorical.logits)
+        return tuple(logits)
 
     def metric(self, eta: DistParams, u: DistParams) -> DistParams:
         return tuple(_categorical_metric(logits, u_i) for logits, u_i in zip(eta, u, strict=True))

@@ -217,7 +217,8 @@ class TRPOPlus(OnPolicyAlgorithm):
                     f" after every {buffer_size // batch_size} untruncated mini-batches,"
                     f" there will be a truncated mini-batch of size {buffer_size % batch_size}\n"
                     f"We recommend using a `batch_size` that is a factor of `n_steps * n_envs`.\n"
-                    f"Info: (n_steps={self.n_steps} and n_envs={self.env.num_envs})"
+                    f"Info: (n_steps={self.n_steps} and n_envs={self.env.num_envs})",
+                    stacklevel=2,
                 )
 
         self.batch_size = batch_size
