@@ -1,0 +1,261 @@
+"""RL Zoo (``rl_zoo3``) integration: the ``trpo_plus`` algorithm, its hyperparameter file and its Optuna sampler.
+
+Nothing needs to be called by hand: the interpreter-start hook installed with the package
+(``sb3_trpo_plus_zoo.pth`` -> ``_sb3_trpo_plus_zoo_hook``) calls :func:`_on_zoo_import` right after each of
+these Zoo modules has been executed:
+
+- ``rl_zoo3.utils``: ``ALGOS["trpo_plus"] = TRPOPlus`` (read by train, enjoy, record_video, record_training,
+  push_to_hub, load_from_hub and the ``rl_zoo3`` command, all of which hold the same dict object);
+- ``rl_zoo3.hyperparams_opt``: ``HYPERPARAMS_SAMPLER["trpo_plus"]`` and ``HYPERPARAMS_CONVERTER["trpo_plus"]``;
+- ``rl_zoo3.exp_manager``: for ``--algo trpo_plus`` without ``-conf``, ``ExperimentManager`` reads
+  :func:`hyperparams_path` (shipped inside the wheel) instead of ``<rl_zoo3>/hyperparams/trpo_plus.yml``,
+  and checks every hyperparameter's name and type before any environment is built.
+
+Every other algorithm is left as it is. :func:`register` does the same by hand (for a Python session
+started with ``SB3_TRPO_PLUS_ZOO_HOOK=0`` or an install whose ``.pth`` was removed).
+
+``rl_zoo3`` is imported lazily, so this module imports without it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import inspect
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from sb3_trpo_plus.trpo_plus import TRPOPlus
+
+if TYPE_CHECKING:
+    import optuna
+
+ALGO_NAME = "trpo_plus"
+HYPERPARAMS_FILENAME = f"{ALGO_NAME}.yml"
+
+#: Keys of a Zoo hyperparameter entry that the Zoo consumes itself (they never reach the constructor).
+ZOO_KEYS = frozenset(
+    {"n_timesteps", "n_envs", "normalize", "env_wrapper", "vec_env_wrapper", "frame_stack", "callback"}
+    | {"monitor_kwargs", "env_kwargs"}
+)
+#: Constructor arguments the Zoo passes itself: a hyperparameter file may not set them.
+ZOO_SET_ARGUMENTS = frozenset({"env", "tensorboard_log", "seed", "verbose", "device", "_init_setup_model"})
+
+#: ``net_arch`` and ``activation_fn`` choices of the Optuna sampler (the names the Zoo's own samplers use).
+NET_ARCHS: dict[str, dict[str, list[int]]] = {
+    "tiny": {"pi": [64], "vf": [64]},
+    "small": {"pi": [64, 64], "vf": [64, 64]},
+    "medium": {"pi": [256, 256], "vf": [256, 256]},
+}
+ACTIVATION_FNS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
+
+_SCHEDULE = re.compile(r"^lin_[-+0-9.eE]+$")
+
+
+def hyperparams_path() -> Path:
+    """
+    Path of the shipped ``trpo_plus.yml``: ``sb3_trpo_plus/hyperparams/`` in a wheel install,
+    the top-level ``hyperparams/`` folder in a source checkout or an editable install.
+    """
+    package_dir = Path(__file__).resolve().parent
+    candidates = [directory / "hyperparams" / HYPERPARAMS_FILENAME for directory in (package_dir, package_dir.parent)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"sb3-trpo-plus ships {HYPERPARAMS_FILENAME} but it is missing (looked at {', '.join(map(str, candidates))}); "
+        "reinstall the package or pass a file with -conf"
+    )
+
+
+# --------------------------------------------------------------------------- Optuna
+def convert_trpo_plus_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn the values an Optuna trial sampled (``trial.params``) into TRPOPlus arguments.
+
+    Used by :func:`sample_trpo_plus_params` and, as ``HYPERPARAMS_CONVERTER["trpo_plus"]``, by
+    ``train --storage ... --study-name ... --trial-id N``. ``one_minus_gamma``/``one_minus_gae_lambda``
+    become ``gamma``/``gae_lambda``, ``*_pow`` become powers of two, ``net_arch``/``activation_fn`` names
+    become ``policy_kwargs``; every other value is a TRPOPlus argument already.
+    """
+    params = dict(sampled_params)
+    if "one_minus_gamma" in params:
+        params["gamma"] = 1 - params.pop("one_minus_gamma")
+    if "one_minus_gae_lambda" in params:
+        params["gae_lambda"] = 1 - params.pop("one_minus_gae_lambda")
+    for name in ("batch_size", "n_steps"):
+        if f"{name}_pow" in params:
+            params[name] = 2 ** params.pop(f"{name}_pow")
+    policy_kwargs: dict[str, Any] = {}
+    if "net_arch" in params:
+        policy_kwargs["net_arch"] = NET_ARCHS[params.pop("net_arch")]
+    if "activation_fn" in params:
+        policy_kwargs["activation_fn"] = ACTIVATION_FNS[params.pop("activation_fn")]
+    if policy_kwargs:
+        params["policy_kwargs"] = policy_kwargs
+    return params
+
+
+def sample_trpo_plus_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Optuna sampler for TRPOPlus (``HYPERPARAMS_SAMPLER["trpo_plus"]``, the Zoo's sampler signature).
+
+    ``target_kl`` is sampled in TRPOPlus's unit, the KL of the whole action distribution: its range is the Zoo's
+    TRPO range (0.001 to 0.1 per action dimension) times the number of action dimensions (``n_actions``,
+    0 for non-Box spaces, where the two units agree).
+
+    :param trial: the Optuna trial
+    :param n_actions: action dimensions of a Box action space, else 0 (computed by the Zoo)
+    :param n_envs: number of parallel environments (unused: ``n_steps`` is per environment)
+    :param additional_args: the Zoo's extra information (unused)
+    :return: TRPOPlus keyword arguments
+    """
+    kl_scale = max(1, n_actions)
+    sampled: dict[str, Any] = {
+        "n_steps_pow": trial.suggest_int("n_steps_pow", 6, 12),  # 64 to 4096 steps per environment
+        "batch_size_pow": trial.suggest_int("batch_size_pow", 5, 10),  # critic minibatches of 32 to 1024
+        "one_minus_gamma": trial.suggest_float("one_minus_gamma", 0.0001, 0.03, log=True),
+        "one_minus_gae_lambda": trial.suggest_float("one_minus_gae_lambda", 0.0001, 0.1, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 3e-3, log=True),  # critic's Adam
+        "n_critic_updates": trial.suggest_int("n_critic_updates", 5, 30),
+        "target_kl": trial.suggest_float("target_kl", 0.001 * kl_scale, 0.1 * kl_scale, log=True),
+        "cg_max_steps": trial.suggest_int("cg_max_steps", 5, 30),
+        "cg_damping": trial.suggest_float("cg_damping", 1e-3, 0.5, log=True),
+        "line_search_shrinking_factor": trial.suggest_categorical("line_search_shrinking_factor", [0.5, 0.6, 0.7, 0.8, 0.9]),
+        "line_search_max_iter": trial.suggest_int("line_search_max_iter", 5, 20),
+        "fisher_sub_sampling": trial.suggest_categorical("fisher_sub_sampling", [1, 2, 4]),
+        "net_arch": trial.suggest_categorical("net_arch", ["small", "medium"]),
+        "activation_fn": trial.suggest_categorical("activation_fn", ["tanh", "relu"]),
+    }
+    # Show the values the model gets in Optuna's tables
+    trial.set_user_attr("gamma", 1 - sampled["one_minus_gamma"])
+    trial.set_user_attr("gae_lambda", 1 - sampled["one_minus_gae_lambda"])
+    trial.set_user_attr("n_steps", 2 ** sampled["n_steps_pow"])
+    trial.set_user_attr("batch_size", 2 ** sampled["batch_size_pow"])
+    return convert_trpo_plus_params(sampled)
+
+
+# --------------------------------------------------------------------------- hyperparameter checks
+def _constructor_defaults() -> dict[str, Any]:
+    """TRPOPlus's constructor arguments a hyperparameter file may set, with their defaults."""
+    parameters = inspect.signature(TRPOPlus.__init__).parameters
+    return {name: p.default for name, p in parameters.items() if name != "self" and name not in ZOO_SET_ARGUMENTS}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_hyperparams(hyperparams: dict[str, Any], where: str = "") -> None:
+    """
+    Check a Zoo hyperparameter entry for ``trpo_plus`` before anything is built.
+
+    Raises ``ValueError`` naming the key for an unknown key (with the closest known ones) and for a value of
+    the wrong type: a bool argument given a non-bool, a numeric argument given a non-number (``learning_rate``
+    may also be a ``lin_<value>`` schedule string). Ranges are checked by :class:`TRPOPlus` itself.
+
+    :param hyperparams: the entry, after the Zoo merged ``--hyperparams`` and ``--trial-id`` into it
+    :param where: where the entry comes from, for the message
+    """
+    defaults = _constructor_defaults()
+    known = set(defaults) | ZOO_KEYS
+    suffix = f" ({where})" if where else ""
+    for key, value in hyperparams.items():
+        if key not in known:
+            if key in ZOO_SET_ARGUMENTS:
+                raise ValueError(f"Invalid hyperparameter {key!r} for {ALGO_NAME}{suffix}: the RL Zoo sets it itself")
+            close = difflib.get_close_matches(key, sorted(known), n=3)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"Unknown hyperparameter {key!r} for {ALGO_NAME}{suffix}{hint} "
+                f"Known: TRPOPlus arguments {sorted(defaults)} and RL Zoo keys {sorted(ZOO_KEYS)}"
+            )
+        default = defaults.get(key)
+        if key == "learning_rate" and isinstance(value, str):
+            ok = bool(_SCHEDULE.match(value))
+            expected = "a number or a 'lin_<initial value>' schedule"
+        elif key in ("n_timesteps", "n_envs"):
+            ok = _is_number(value) and float(value).is_integer() and value > 0
+            expected = "a positive whole number"
+        elif isinstance(default, bool):
+            ok = isinstance(value, bool)
+            expected = "true or false"
+        elif _is_number(default):
+            ok = _is_number(value) or callable(value)  # callable: a schedule object the Zoo made
+            expected = "a number"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"Invalid hyperparameter {key}={value!r} for {ALGO_NAME}{suffix}: expected {expected}")
+
+
+# --------------------------------------------------------------------------- registration
+def _register_algorithm(utils: ModuleType) -> None:
+    utils.ALGOS[ALGO_NAME] = TRPOPlus
+
+
+def _register_optuna(hyperparams_opt: ModuleType) -> None:
+    hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO_NAME] = sample_trpo_plus_params
+    hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_trpo_plus_params
+
+
+def _patch_experiment_manager(exp_manager: ModuleType) -> None:
+    """Make ``ExperimentManager`` read our YAML by default and check hyperparameters, for ``trpo_plus`` only."""
+    manager_class = exp_manager.ExperimentManager
+    if getattr(manager_class, "_sb3_trpo_plus_patched", False):
+        return
+    original_init = manager_class.__init__
+    original_read = manager_class.read_hyperparameters
+    init_signature = inspect.signature(original_init)
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        if self.algo == ALGO_NAME and init_signature.bind(self, *args, **kwargs).arguments.get("config") is None:
+            self.config = str(hyperparams_path())
+
+    @functools.wraps(original_read)
+    def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        hyperparams, saved_hyperparams = original_read(self)
+        if self.algo == ALGO_NAME:
+            check_hyperparams(hyperparams, f"env {self.env_name.gym_id}, hyperparameters from {self.config}")
+        return hyperparams, saved_hyperparams
+
+    manager_class.__init__ = __init__
+    manager_class.read_hyperparameters = read_hyperparameters
+    manager_class._sb3_trpo_plus_patched = True
+
+
+_REGISTRARS: dict[str, Callable[[ModuleType], None]] = {
+    "rl_zoo3.utils": _register_algorithm,
+    "rl_zoo3.hyperparams_opt": _register_optuna,
+    "rl_zoo3.exp_manager": _patch_experiment_manager,
+}
+
+
+def _on_zoo_import(module_name: str) -> None:
+    """Called by the start hook right after the Zoo module ``module_name`` was executed."""
+    _REGISTRARS[module_name](sys.modules[module_name])
+
+
+def register() -> None:
+    """Import the Zoo's modules and register ``trpo_plus`` in them (idempotent; the start hook makes this unneeded)."""
+    for module_name, registrar in _REGISTRARS.items():
+        registrar(importlib.import_module(module_name))
+
+
+__all__ = [
+    "ALGO_NAME",
+    "check_hyperparams",
+    "convert_trpo_plus_params",
+    "hyperparams_path",
+    "register",
+    "sample_trpo_plus_params",
+]
