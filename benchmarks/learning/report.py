@@ -1,0 +1,319 @@
+"""Aggregate the learning benchmark's finished runs into a CSV, a markdown report and plots.
+
+Usage::
+
+    python benchmarks/learning/report.py
+
+Reads every ``results/<algo>/<env>/seed<k>.json`` (+ ``_curve.csv``) and writes
+
+* ``results.csv``: one row per run;
+* ``RESULTS.md``: mean ± std across seeds of the final deterministic evaluation return per task and
+  algorithm, with the number of seeds, per-seed details, wall times, and the aggregate below;
+* ``plots/<env>.png``: learning curves (deterministic evaluation return against environment steps),
+  the mean across seeds as a line and the min-max range across seeds shaded, both algorithms on one plot;
+* ``plots/mujoco_iqm.png`` and a table in ``RESULTS.md``: rliable's interquartile mean (IQM) with 95%
+  stratified-bootstrap confidence intervals over the MuJoCo tasks, once an algorithm has at least
+  ``--min-seeds`` seeds on at least two MuJoCo tasks (only tasks every such algorithm has are used).
+
+Score normalization for the aggregate: ``(score - random) / (reference - random)``, where ``random`` is
+the mean return of a uniformly random policy on the same v5 task (10 episodes, computed once and
+cached in ``random_scores.json``) and ``reference`` is the TRPO score published in the sb3-contrib
+documentation (MuJoCo v3, 1M steps, 3 seeds). A normalized score of 1 means "as good as the published
+sb3-contrib TRPO"; the reference is a fixed yardstick, not a target (DESIGN.md section 5 explains why
+the v5 numbers differ).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from run import ALGOS, ENVS, MUJOCO, RESULTS_DIR
+
+HERE = Path(__file__).resolve().parent
+PLOTS = HERE / "plots"
+RANDOM_SCORES = HERE / "random_scores.json"
+
+# sb3-contrib documentation, TRPO, MuJoCo v3, 1M steps, 3 seeds (DESIGN.md section 5).
+REFERENCE = {"HalfCheetah-v5": 1803.0, "Hopper-v5": 3372.0, "Walker2d-v5": 4502.0, "Swimmer-v5": 359.0, "Ant-v5": 3554.0}
+LABELS = {"sb3_contrib_trpo": "sb3_contrib.TRPO (RL Zoo hyperparameters)", "trpo_plus": "TRPOPlus"}
+COLORS = {"sb3_contrib_trpo": "tab:blue", "trpo_plus": "tab:orange"}
+CSV_FIELDS = [
+    "algo",
+    "env",
+    "seed",
+    "final_mean",
+    "final_std",
+    "final_episodes",
+    "train_ep_return_mean_last100",
+    "n_timesteps",
+    "n_envs",
+    "wall_time_s",
+    "train_time_s",
+    "eval_time_s",
+    "started_utc",
+    "finished_utc",
+    "hyperparams_source",
+    "git_commit",
+    "sb3_trpo_plus_dirty",
+    "torch",
+    "sb3",
+    "sb3_contrib",
+    "rl_zoo3",
+    "gymnasium",
+    "mujoco",
+    "cpu",
+    "command",
+]
+
+
+def load_runs() -> list[dict[str, Any]]:
+    runs = []
+    for path in sorted(RESULTS_DIR.glob("*/*/seed*.json")):
+        data = json.loads(path.read_text())
+        curve_path = path.with_name(data.get("curve_csv", path.stem + "_curve.csv"))
+        with open(curve_path) as f:
+            data["curve"] = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        runs.append(data)
+    order = {env: i for i, env in enumerate(ENVS)}
+    runs.sort(key=lambda r: (order.get(r["env"], len(order)), r["env"], ALGOS.index(r["algo"]), r["seed"]))
+    return runs
+
+
+def csv_row(run: dict[str, Any]) -> dict[str, Any]:
+    v = run["versions"]
+    return {
+        "algo": run["algo"],
+        "env": run["env"],
+        "seed": run["seed"],
+        "final_mean": round(run["final_eval"]["mean"], 3),
+        "final_std": round(run["final_eval"]["std"], 3),
+        "final_episodes": run["final_eval"]["n_episodes"],
+        "train_ep_return_mean_last100": (
+            None if run["train_ep_return_mean_last100"] is None else round(run["train_ep_return_mean_last100"], 3)
+        ),
+        "n_timesteps": run["timesteps_done"],
+        "n_envs": run["n_envs"],
+        "wall_time_s": round(run["wall_time_s"], 1),
+        "train_time_s": round(run["train_time_s"], 1),
+        "eval_time_s": round(run["eval_time_s"], 1),
+        "started_utc": run["started_utc"],
+        "finished_utc": run["finished_utc"],
+        "hyperparams_source": run["hyperparams_source"],
+        "git_commit": run["git"]["commit"][:12],
+        "sb3_trpo_plus_dirty": run["git"]["sb3_trpo_plus_dirty"],
+        "torch": v.get("torch"),
+        "sb3": v.get("stable_baselines3"),
+        "sb3_contrib": v.get("sb3_contrib"),
+        "rl_zoo3": v.get("rl_zoo3"),
+        "gymnasium": v.get("gymnasium"),
+        "mujoco": v.get("mujoco", ""),
+        "cpu": run["machine"]["cpu"],
+        "command": run["command"],
+    }
+
+
+def random_scores(envs: list[str], episodes: int = 10) -> dict[str, float]:
+    """Mean return of a uniformly random policy, cached in ``random_scores.json``."""
+    cache = json.loads(RANDOM_SCORES.read_text()) if RANDOM_SCORES.exists() else {}
+    missing = [env for env in envs if env not in cache]
+    if missing:
+        import gymnasium as gym
+
+        for env_id in missing:
+            env = gym.make(env_id)
+            env.action_space.seed(0)
+            returns = []
+            for episode in range(episodes):
+                env.reset(seed=episode)
+                total, done = 0.0, False
+                while not done:
+                    _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+                    total += float(reward)
+                    done = terminated or truncated
+                returns.append(total)
+            env.close()
+            cache[env_id] = float(np.mean(returns))
+        RANDOM_SCORES.write_text(json.dumps(dict(sorted(cache.items())), indent=2) + "\n")
+    return {env: cache[env] for env in envs}
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "—"
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.1f} ± {std:.1f} ({len(values)})"
+
+
+def plot_curves(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(exist_ok=True)
+    written = []
+    for env in envs:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for algo in ALGOS:
+            curves = [r["curve"] for r in runs if r["env"] == env and r["algo"] == algo]
+            if not curves:
+                continue
+            grid = np.array([row["timesteps"] for row in curves[0]])
+            ys = np.array([np.interp(grid, [row["timesteps"] for row in c], [row["eval_mean"] for row in c]) for c in curves])
+            ax.plot(grid, ys.mean(axis=0), color=COLORS[algo], label=f"{LABELS[algo]}, {len(curves)} seeds")
+            if len(curves) > 1:
+                ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=COLORS[algo], alpha=0.2, linewidth=0)
+        ax.set_title(env)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("deterministic evaluation return")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out = PLOTS / f"{env}.png"
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        written.append(out.name)
+    return written
+
+
+def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str], list[str]]:
+    """rliable IQM over the MuJoCo tasks: markdown lines and the tasks used (empty if not enough runs)."""
+    seeds: dict[str, dict[str, dict[int, float]]] = {}
+    for r in runs:
+        if r["env"] in MUJOCO:
+            seeds.setdefault(r["algo"], {}).setdefault(r["env"], {})[r["seed"]] = r["final_eval"]["mean"]
+    eligible = {
+        algo: {env for env, by_seed in per_env.items() if len(by_seed) >= min_seeds} for algo, per_env in seeds.items()
+    }
+    eligible = {algo: envs for algo, envs in eligible.items() if len(envs) >= 2}
+    if not eligible:
+        return [f"Not enough runs yet (needs ≥ {min_seeds} seeds on ≥ 2 MuJoCo tasks for an algorithm)."], []
+    tasks = [env for env in MUJOCO if all(env in envs for envs in eligible.values())]
+    if len(tasks) < 2:
+        return ["The algorithms with enough runs share fewer than 2 MuJoCo tasks: no aggregate yet."], []
+
+    from rliable import library as rly
+    from rliable import metrics
+
+    rand = random_scores(tasks)
+    scores = {}
+    for algo in eligible:
+        columns = []
+        for env in tasks:
+            values = [seeds[algo][env][s] for s in sorted(seeds[algo][env])[:min_seeds]]
+            columns.append([(v - rand[env]) / (REFERENCE[env] - rand[env]) for v in values])
+        scores[algo] = np.array(columns).T  # (runs, tasks)
+    aggregate = lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_median(x), metrics.aggregate_mean(x)])  # noqa: E731
+    points, intervals = rly.get_interval_estimates(scores, aggregate, reps=2000)
+    lines = [
+        f"Tasks: {', '.join(tasks)}; {min_seeds} seeds each; normalized score = (score - random) / (reference - random).",
+        "",
+        "| algorithm | IQM [95% CI] | median [95% CI] | mean [95% CI] |",
+        "|---|---|---|---|",
+    ]
+    for algo in scores:
+        cells = [f"{points[algo][i]:.3f} [{intervals[algo][0][i]:.3f}, {intervals[algo][1][i]:.3f}]" for i in range(3)]
+        lines.append(f"| {LABELS[algo]} | " + " | ".join(cells) + " |")
+    lines += ["", "| task | random policy | reference (sb3-contrib docs, v3) |", "|---|---|---|"]
+    lines += [f"| {env} | {rand[env]:.1f} | {REFERENCE[env]:.0f} |" for env in tasks]
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 1 + 0.6 * len(scores)))
+    for i, algo in enumerate(scores):
+        low, high = intervals[algo][0][0], intervals[algo][1][0]
+        ax.barh(i, high - low, left=low, color=COLORS[algo], alpha=0.5, height=0.6)
+        ax.plot([points[algo][0]] * 2, [i - 0.3, i + 0.3], color="k")
+    ax.set_yticks(range(len(scores)), [LABELS[a] for a in scores], fontsize=8)
+    ax.set_xlabel("IQM of normalized score (1 = sb3-contrib docs TRPO)")
+    ax.set_title(f"MuJoCo v5, {len(tasks)} tasks x {min_seeds} seeds")
+    fig.tight_layout()
+    PLOTS.mkdir(exist_ok=True)
+    fig.savefig(PLOTS / "mujoco_iqm.png", dpi=100)
+    plt.close(fig)
+    lines += ["", "![MuJoCo IQM](plots/mujoco_iqm.png)"]
+    return lines, tasks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--min-seeds", type=int, default=3, help="seeds per task needed for the IQM aggregate")
+    args = parser.parse_args()
+
+    runs = load_runs()
+    with open(HERE / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(csv_row(r) for r in runs)
+
+    envs = [env for env in ENVS if any(r["env"] == env for r in runs)]
+    envs += sorted({r["env"] for r in runs} - set(envs))
+    plots = plot_curves(runs, envs)
+    iqm_lines, _ = iqm_aggregate(runs, args.min_seeds)
+
+    machines = sorted({f"{r['machine']['cpu']} ({r['machine']['n_cpus']} cores), {r['machine']['platform']}" for r in runs})
+    versions = sorted({", ".join(f"{k} {v}" for k, v in r["versions"].items()) for r in runs})
+    dates = sorted(r["started_utc"] for r in runs)
+    lines = [
+        "# Learning benchmark results",
+        "",
+        f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} by `python benchmarks/learning/report.py` "
+        f"from {len(runs)} runs in `results/` (see `results.csv` for every run).",
+        "",
+        "Protocol: RL Zoo env stack and hyperparameters (built by `rl_zoo3`'s `ExperimentManager`), one torch thread, "
+        "final score = mean return of 10 deterministic episodes on a separate eval env whose `VecNormalize` "
+        "statistics are a frozen copy of the training ones. Table cells: mean ± sample std across seeds "
+        "(number of seeds). Queue command: `python benchmarks/learning/run_queue.py --algo <algo>`.",
+        "",
+        f"Runs started between {dates[0] if dates else '—'} and {dates[-1] if dates else '—'}.",
+        "",
+        "Machines: " + "; ".join(machines) if machines else "Machines: —",
+        "",
+        "Versions: " + " | ".join(versions) if versions else "Versions: —",
+        "",
+        "## Final return per task",
+        "",
+        "| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " | wall time per run (min) |",
+        "|---|---|" + "---|" * len(ALGOS) + "---|",
+    ]
+    for env in envs:
+        cells, walls = [], []
+        steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
+        for algo in ALGOS:
+            sel = [r for r in runs if r["env"] == env and r["algo"] == algo]
+            cells.append(fmt([r["final_eval"]["mean"] for r in sel]))
+            if sel:
+                walls.append(f"{algo}: {np.mean([r['wall_time_s'] for r in sel]) / 60:.1f}")
+        lines.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + f" | {'; '.join(walls)} |")
+    lines += ["", "## MuJoCo aggregate (rliable)", "", *iqm_lines, "", "## Learning curves", ""]
+    lines += [f"![{name[:-4]}](plots/{name})" for name in plots]
+    lines += [
+        "",
+        "## Every run",
+        "",
+        "| algo | task | seed | final return (10 ep.) | training return (last 100 ep.) | wall time (min) | hyperparameters |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        train = r["train_ep_return_mean_last100"]
+        lines.append(
+            f"| {r['algo']} | {r['env']} | {r['seed']} | {r['final_eval']['mean']:.1f} ± {r['final_eval']['std']:.1f} | "
+            f"{'—' if train is None else f'{train:.1f}'} | {r['wall_time_s'] / 60:.1f} | {r['hyperparams_source']} |"
+        )
+    lines += ["", f"Report machine: {platform.platform()}.", ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    print(f"{len(runs)} runs -> results.csv, RESULTS.md, {len(plots)} plots")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,394 @@
+"""Run ONE (algo, env, seed) training of the learning benchmark and record its learning curve.
+
+Usage::
+
+    python benchmarks/learning/run.py --algo sb3_contrib_trpo --env HalfCheetah-v5 --seed 0
+
+The environment stack and the model are built by the RL Zoo's own ``ExperimentManager``
+(``rl_zoo3.exp_manager``), exactly as ``python -m rl_zoo3.train --algo trpo --env <env> -conf <yml>
+--seed <k> --num-threads 1`` would build them: ``n_envs``, ``normalize`` -> ``VecNormalize`` with its
+kwargs and the algorithm's ``gamma``, ``policy_kwargs`` strings evaluated, ``lin_<x>`` schedules,
+``frame_stack``, env wrappers, ``n_timesteps``. Only the training loop is ours, so that we can add
+a learning-curve callback and a final evaluation.
+
+Hyperparameters:
+
+* ``sb3_contrib_trpo``: ``sb3_contrib.TRPO`` with the entry of the RL Zoo's ``hyperparams/trpo.yml``.
+  Its MuJoCo entries are named ``-v4``; they are applied unchanged to the ``-v5`` tasks.
+* ``trpo_plus``: ``TRPOPlus`` with the entry of this repository's ``hyperparams/trpo_plus.yml``. If
+  that file (or the task's entry) does not exist yet, the Zoo's TRPO entry is used with ``target_kl``
+  converted to our units (sb3-contrib averages the KL over action dimensions, TRPOPlus sums it:
+  ours = theirs x action_dim for Box actions, default 0.01); the JSON records which source was used.
+
+Evaluation (on a separate eval env built by the Zoo with ``eval_env=True``: ``VecNormalize`` with
+``training=False`` and ``norm_reward=False`` whose observation statistics are a frozen copy of the
+training ones, refreshed by ``sync_envs_normalization`` right before each evaluation):
+
+* learning curve: ``--eval-episodes`` (5) deterministic episodes at step 0 and every ``--eval-freq``
+  environment steps (default 20k for MuJoCo, 5k for classic control), plus at the end;
+* final: ``--final-episodes`` (10) deterministic episodes after training.
+
+Outputs: ``results/<algo>/<env>/seed<k>.json`` and ``seed<k>_curve.csv``, written atomically at the
+end; the JSON is the "done" marker: a run whose JSON exists is skipped unless ``--force``.
+Scratch files (Zoo log folder, monitor files, the final model) go to ``runs/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+RESULTS_DIR = HERE / "results"
+SMOKE_RESULTS_DIR = HERE / "results_smoke"
+RUNS_DIR = HERE / "runs"
+ZOO_TRPO_YML = "rl_zoo3/hyperparams/trpo.yml"  # relative to site-packages; resolved at run time
+PLUS_YML = REPO / "hyperparams" / "trpo_plus.yml"
+
+CLASSIC = ["CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3"]
+MUJOCO = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Swimmer-v5", "Ant-v5"]
+ENVS = CLASSIC + MUJOCO
+ALGOS = ["sb3_contrib_trpo", "trpo_plus"]
+ZOO_ALGO_NAME = {"sb3_contrib_trpo": "trpo", "trpo_plus": "trpo_plus"}
+SEEDS = [0, 1, 2]
+
+
+def default_eval_freq(env_id: str) -> int:
+    """Environment steps between two learning-curve evaluations."""
+    return 20_000 if env_id in MUJOCO else 5_000
+
+
+def result_paths(results_dir: Path, algo: str, env_id: str, seed: int) -> tuple[Path, Path]:
+    """The run's JSON (the "done" marker) and its learning-curve CSV."""
+    folder = results_dir / algo / env_id
+    return folder / f"seed{seed}.json", folder / f"seed{seed}_curve.csv"
+
+
+def _zoo_entry_name(env_id: str, entries: dict[str, Any]) -> str | None:
+    """The hyperparameter entry for ``env_id``: itself, else its -v4 twin for a MuJoCo -v5 task."""
+    if env_id in entries:
+        return env_id
+    if env_id.endswith("-v5") and env_id.replace("-v5", "-v4") in entries:
+        return env_id.replace("-v5", "-v4")
+    return None
+
+
+def _action_dim(env_id: str) -> int:
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    env = gym.make(env_id)
+    try:
+        space = env.action_space
+        return int(space.shape[0]) if isinstance(space, spaces.Box) else 1
+    finally:
+        env.close()
+
+
+def resolve_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], str]:
+    """The raw (unprocessed, Zoo-format) hyperparameter entry for ``algo`` on ``env_id`` and its source."""
+    import rl_zoo3
+    import yaml
+
+    zoo_path = Path(rl_zoo3.__file__).parent / "hyperparams" / "trpo.yml"
+    zoo = yaml.safe_load(zoo_path.read_text())
+    if algo == "trpo_plus" and PLUS_YML.is_file():
+        plus = yaml.safe_load(PLUS_YML.read_text()) or {}
+        name = _zoo_entry_name(env_id, plus)
+        if name is not None:
+            return dict(plus[name]), f"hyperparams/trpo_plus.yml [{name}]"
+    name = _zoo_entry_name(env_id, zoo)
+    if name is None:
+        raise ValueError(f"no entry for {env_id} in {zoo_path}")
+    entry = dict(zoo[name])
+    source = f"rl_zoo3 {rl_zoo3.__version__} hyperparams/trpo.yml [{name}]"
+    if algo == "trpo_plus":
+        dim = _action_dim(env_id)
+        theirs = float(entry.get("target_kl", 0.01))
+        entry["target_kl"] = theirs * dim
+        source = (
+            f"FALLBACK (hyperparams/trpo_plus.yml absent or without {env_id}): {source}, "
+            f"target_kl converted {theirs} x action_dim {dim} = {entry['target_kl']}"
+        )
+    return entry, source
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+    import numpy
+    import rl_zoo3
+    import sb3_contrib
+    import stable_baselines3
+    import torch
+
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "gymnasium": gymnasium.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__,
+        "rl_zoo3": rl_zoo3.__version__,
+    }
+    for name in ("mujoco", "Box2D", "sb3_trpo_plus"):  # optional
+        with contextlib.suppress(Exception):
+            out[name] = __import__(name).__version__
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):  # not a checkout
+            return ""
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "sb3_trpo_plus_dirty": bool(git("status", "--porcelain", "--", "sb3_trpo_plus", "hyperparams")),
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "n_cpus": os.cpu_count()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+CURVE_FIELDS = [
+    "timesteps",
+    "eval_mean",
+    "eval_std",
+    "eval_min",
+    "eval_max",
+    "eval_mean_length",
+    "train_ep_return_mean",
+    "train_time_s",
+]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
+    json_path, csv_path = result_paths(args.results_dir, args.algo, args.env, args.seed)
+    if json_path.exists() and not args.force:
+        print(f"skip: {json_path} exists")
+        return None
+
+    import numpy as np
+    import torch as th
+
+    th.set_num_threads(1)
+
+    import rl_zoo3.import_envs  # noqa: F401  (registers the Zoo's extra envs, as rl_zoo3.train does)
+    import yaml
+    from rl_zoo3.exp_manager import ExperimentManager
+    from rl_zoo3.utils import ALGOS as ZOO_ALGOS
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import VecEnv, sync_envs_normalization
+
+    zoo_algo = ZOO_ALGO_NAME[args.algo]
+    if zoo_algo not in ZOO_ALGOS:
+        from sb3_trpo_plus import TRPOPlus
+
+        ZOO_ALGOS[zoo_algo] = TRPOPlus
+
+    entry, source = resolve_hyperparams(args.algo, args.env)
+    scratch = RUNS_DIR / args.algo / args.env / f"seed{args.seed}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    conf_path = scratch / "hyperparams.yml"
+    conf_path.write_text(yaml.safe_dump({args.env: entry}, sort_keys=True))
+    command = shlex.join([sys.executable, *sys.argv])
+    print(f"== {args.algo} {args.env} seed {args.seed}\nhyperparameters from {source}: {entry}", flush=True)
+
+    # What rl_zoo3.train does before building the ExperimentManager.
+    set_random_seed(args.seed)
+    zoo_args = argparse.Namespace(
+        algo=zoo_algo, env=args.env, seed=args.seed, conf_file=str(conf_path), num_threads=1, n_timesteps=args.n_timesteps
+    )
+    manager = ExperimentManager(
+        zoo_args,
+        zoo_algo,
+        args.env,
+        str(scratch / "zoo"),
+        n_timesteps=args.n_timesteps,
+        eval_freq=-1,  # the Zoo's EvalCallback is replaced by ours (same env stack, more records)
+        seed=args.seed,
+        log_interval=-2,
+        verbose=0,
+        device="cpu",
+        config=str(conf_path),
+    )
+    setup = manager.setup_experiment()
+    assert setup is not None
+    model, saved_hyperparams = setup
+    eval_env: VecEnv = manager.create_envs(1, eval_env=True)
+    eval_freq = args.eval_freq or default_eval_freq(args.env)
+
+    curve: list[dict[str, Any]] = []
+    clock = {"eval": 0.0, "start": time.perf_counter()}
+
+    def evaluate(n_episodes: int) -> tuple[list[float], list[int]]:
+        t0 = time.perf_counter()
+        sync_envs_normalization(model.get_env(), eval_env)
+        returns, lengths = evaluate_policy(
+            model, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True
+        )
+        clock["eval"] += time.perf_counter() - t0
+        return [float(r) for r in returns], [int(n) for n in lengths]  # type: ignore[union-attr]
+
+    def record(timesteps: int) -> None:
+        returns, lengths = evaluate(args.eval_episodes)
+        infos = list(model.ep_info_buffer or [])
+        row = {
+            "timesteps": timesteps,
+            "eval_mean": float(np.mean(returns)),
+            "eval_std": float(np.std(returns)),
+            "eval_min": float(np.min(returns)),
+            "eval_max": float(np.max(returns)),
+            "eval_mean_length": float(np.mean(lengths)),
+            "train_ep_return_mean": float(np.mean([i["r"] for i in infos])) if infos else float("nan"),
+            "train_time_s": time.perf_counter() - clock["start"] - clock["eval"],
+        }
+        curve.append(row)
+        print(
+            f"t={timesteps:>8d} eval {row['eval_mean']:9.2f} ± {row['eval_std']:7.2f} "
+            f"train {row['train_ep_return_mean']:9.2f} ({row['train_time_s']:.0f}s)",
+            flush=True,
+        )
+
+    class CurveCallback(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next_eval = eval_freq
+
+        def _on_training_start(self) -> None:
+            record(0)
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next_eval:
+                record(self.num_timesteps)
+                while self.next_eval <= self.num_timesteps:
+                    self.next_eval += eval_freq
+            return True
+
+    started = dt.datetime.now(dt.timezone.utc)
+    clock["start"] = time.perf_counter()
+    model.learn(manager.n_timesteps, callback=[*manager.callbacks, CurveCallback()], log_interval=None)
+    if not curve or curve[-1]["timesteps"] != model.num_timesteps:
+        record(model.num_timesteps)
+    train_time = time.perf_counter() - clock["start"] - clock["eval"]
+    final_returns, final_lengths = evaluate(args.final_episodes)
+    wall_time = time.perf_counter() - clock["start"]
+    manager.save_trained_model(model)  # scratch copy (model + VecNormalize) for later re-evaluation
+    model.get_env().close()
+    eval_env.close()
+
+    infos = list(model.ep_info_buffer or [])
+    result = {
+        "algo": args.algo,
+        "algo_class": f"{type(model).__module__}.{type(model).__name__}",
+        "env": args.env,
+        "seed": args.seed,
+        "final_eval": {
+            "n_episodes": args.final_episodes,
+            "deterministic": True,
+            "mean": float(np.mean(final_returns)),
+            "std": float(np.std(final_returns)),
+            "returns": final_returns,
+            "lengths": final_lengths,
+        },
+        "train_ep_return_mean_last100": float(np.mean([i["r"] for i in infos])) if infos else None,
+        "n_timesteps": int(manager.n_timesteps),
+        "timesteps_done": int(model.num_timesteps),
+        "n_envs": int(manager.n_envs),
+        "eval_freq": eval_freq,
+        "curve_eval_episodes": args.eval_episodes,
+        "wall_time_s": wall_time,
+        "train_time_s": train_time,
+        "eval_time_s": clock["eval"],
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "hyperparams_source": source,
+        "hyperparams": _jsonable(dict(saved_hyperparams)),
+        "normalize_kwargs": _jsonable(manager.normalize_kwargs) if manager.normalize else None,
+        "torch_threads": th.get_num_threads(),
+        "versions": versions(),
+        "git": git_state(),
+        "machine": machine(),
+        "command": command,
+        "curve_csv": csv_path.name,
+    }
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CURVE_FIELDS)
+    writer.writeheader()
+    writer.writerows(curve)
+    _atomic_write(csv_path, buffer.getvalue())
+    _atomic_write(json_path, json.dumps(result, indent=2) + "\n")  # last: the "done" marker
+    print(
+        f"done {args.algo} {args.env} seed {args.seed}: final {result['final_eval']['mean']:.2f} "
+        f"± {result['final_eval']['std']:.2f}, wall {wall_time:.0f}s -> {json_path}",
+        flush=True,
+    )
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--algo", choices=ALGOS, required=True)
+    parser.add_argument("--env", required=True, help=f"a gymnasium id, e.g. one of {ENVS}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--n-timesteps", type=int, default=0, help="override the Zoo's budget (then results go to results_smoke/)"
+    )
+    parser.add_argument("--eval-freq", type=int, default=0, help="steps between curve evaluations (0: per task)")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--final-episodes", type=int, default=10)
+    parser.add_argument("--results-dir", type=Path, default=None)
+    parser.add_argument("--force", action="store_true", help="rerun even if the result exists")
+    args = parser.parse_args(argv)
+    if args.results_dir is None:
+        args.results_dir = SMOKE_RESULTS_DIR if args.n_timesteps > 0 else RESULTS_DIR
+    return args
+
+
+if __name__ == "__main__":
+    run(parse_args())
