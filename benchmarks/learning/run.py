@@ -234,6 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     entry, source = resolve_hyperparams(args.algo, args.env)
     scratch = RUNS_DIR / args.algo / args.env / f"seed{args.seed}"
     scratch.mkdir(parents=True, exist_ok=True)
+    os.chdir(scratch)  # MuJoCo writes MUJOCO_LOG.TXT to the working directory: keep it out of the checkout
     conf_path = scratch / "hyperparams.yml"
     conf_path.write_text(yaml.safe_dump({args.env: entry}, sort_keys=True))
     command = shlex.join([sys.executable, *sys.argv])
@@ -387,6 +388,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.results_dir is None:
         args.results_dir = SMOKE_RESULTS_DIR if args.n_timesteps > 0 else RESULTS_DIR
+    args.results_dir = args.results_dir.resolve()
     return args
 
 
