@@ -28,6 +28,9 @@ training ones, refreshed by ``sync_envs_normalization`` right before each evalua
   environment steps (default 20k for MuJoCo, 5k for classic control), plus at the end;
 * final: ``--final-episodes`` (10) deterministic episodes after training.
 
+The eval env holds ``--eval-envs`` (5) copies stepped together, which makes evaluation several times
+cheaper (one batched forward per step); ``evaluate_policy`` gives each copy the same number of episodes.
+
 Outputs: ``results/<algo>/<env>/seed<k>.json`` and ``seed<k>_curve.csv``, written atomically at the
 end; the JSON is the "done" marker: a run whose JSON exists is skipped unless ``--force``.
 Scratch files (Zoo log folder, monitor files, the final model) go to ``runs/`` (git-ignored).
@@ -261,7 +264,9 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     setup = manager.setup_experiment()
     assert setup is not None
     model, saved_hyperparams = setup
-    eval_env: VecEnv = manager.create_envs(1, eval_env=True)
+    # Several eval envs step in lock-step (batched policy forward); evaluate_policy splits the episodes
+    # evenly between them, so each evaluation still counts exactly n_episodes whole episodes.
+    eval_env: VecEnv = manager.create_envs(args.eval_envs, eval_env=True)
     eval_freq = args.eval_freq or default_eval_freq(args.env)
 
     curve: list[dict[str, Any]] = []
@@ -343,6 +348,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         "n_envs": int(manager.n_envs),
         "eval_freq": eval_freq,
         "curve_eval_episodes": args.eval_episodes,
+        "n_eval_envs": args.eval_envs,
         "wall_time_s": wall_time,
         "train_time_s": train_time,
         "eval_time_s": clock["eval"],
@@ -383,6 +389,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-freq", type=int, default=0, help="steps between curve evaluations (0: per task)")
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--final-episodes", type=int, default=10)
+    parser.add_argument("--eval-envs", type=int, default=5, help="parallel eval envs (divides both episode counts)")
     parser.add_argument("--results-dir", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="rerun even if the result exists")
     args = parser.parse_args(argv)
