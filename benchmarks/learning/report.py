@@ -245,9 +245,31 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
     return lines, tasks
 
 
+def update_readme(runs: list[dict[str, Any]], envs: list[str]) -> None:
+    """Replace the table between the README's learning-results markers (and nothing else)."""
+    readme = HERE.parent.parent / "README.md"
+    start, end = "<!-- learning-results-table -->\n", "<!-- /learning-results-table -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        print("README.md has no learning-results markers: not updated")
+        return
+    table = [
+        "| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " |",
+        "|---|---|" + "---|" * len(ALGOS),
+    ]
+    for env in envs:
+        steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
+        cells = [fmt([r["final_eval"]["mean"] for r in runs if r["env"] == env and r["algo"] == a]) for a in ALGOS]
+        table.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |")
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + "\n".join(table) + "\n" + end + rest.split(end, 1)[1])
+    print("README.md results table updated")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--min-seeds", type=int, default=3, help="seeds per task needed for the IQM aggregate")
+    parser.add_argument("--readme", action="store_true", help="also refresh the results table in the README")
     args = parser.parse_args()
 
     runs = load_runs()
@@ -312,6 +334,8 @@ def main() -> None:
         )
     lines += ["", f"Report machine: {platform.platform()}.", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))
+    if args.readme:
+        update_readme(runs, envs)
     print(f"{len(runs)} runs -> results.csv, RESULTS.md, {len(plots)} plots")
 
 
