@@ -229,13 +229,13 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 1 + 0.6 * len(scores)))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(scores)))
     for i, algo in enumerate(scores):
         low, high = intervals[algo][0][0], intervals[algo][1][0]
         ax.barh(i, high - low, left=low, color=COLORS[algo], alpha=0.5, height=0.6)
         ax.plot([points[algo][0]] * 2, [i - 0.3, i + 0.3], color="k")
     ax.set_yticks(range(len(scores)), [LABELS[a] for a in scores], fontsize=8)
-    ax.set_xlabel("IQM of normalized score (1 = sb3-contrib docs TRPO)")
+    ax.set_xlabel("IQM of normalized score (1 = sb3-contrib docs TRPO), 95% CI")
     ax.set_title(f"MuJoCo v5, {len(tasks)} tasks x {min_seeds} seeds")
     fig.tight_layout()
     PLOTS.mkdir(exist_ok=True)
