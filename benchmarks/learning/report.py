@@ -57,6 +57,7 @@ CSV_FIELDS = [
     "wall_time_s",
     "train_time_s",
     "eval_time_s",
+    "cpu_time_s",
     "started_utc",
     "finished_utc",
     "hyperparams_source",
@@ -103,6 +104,7 @@ def csv_row(run: dict[str, Any]) -> dict[str, Any]:
         "wall_time_s": round(run["wall_time_s"], 1),
         "train_time_s": round(run["train_time_s"], 1),
         "eval_time_s": round(run["eval_time_s"], 1),
+        "cpu_time_s": round(run["cpu_time_s"], 1) if "cpu_time_s" in run else None,
         "started_utc": run["started_utc"],
         "finished_utc": run["finished_utc"],
         "hyperparams_source": run["hyperparams_source"],
@@ -323,14 +325,16 @@ def main() -> None:
         "",
         "## Every run",
         "",
-        "| algo | task | seed | final return (10 ep.) | training return (last 100 ep.) | wall time (min) | hyperparameters |",
-        "|---|---|---|---|---|---|---|",
+        "| algo | task | seed | final return (10 ep.) | training return (last 100 ep.) | wall time (min) "
+        "| CPU time (min) | hyperparameters |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         train = r["train_ep_return_mean_last100"]
+        cpu = f"{r['cpu_time_s'] / 60:.1f}" if "cpu_time_s" in r else "—"
         lines.append(
             f"| {r['algo']} | {r['env']} | {r['seed']} | {r['final_eval']['mean']:.1f} ± {r['final_eval']['std']:.1f} | "
-            f"{'—' if train is None else f'{train:.1f}'} | {r['wall_time_s'] / 60:.1f} | {r['hyperparams_source']} |"
+            f"{'—' if train is None else f'{train:.1f}'} | {r['wall_time_s'] / 60:.1f} | {cpu} | {r['hyperparams_source']} |"
         )
     lines += ["", f"Report machine: {platform.platform()}.", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))

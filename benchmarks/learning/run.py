@@ -318,6 +318,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
 
     started = dt.datetime.now(dt.timezone.utc)
     load_start = os.getloadavg()[0]
+    cpu_start = time.process_time()
     clock["start"] = time.perf_counter()
     model.learn(manager.n_timesteps, callback=[*manager.callbacks, CurveCallback()], log_interval=None)
     if not curve or curve[-1]["timesteps"] != model.num_timesteps:
@@ -353,6 +354,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         "wall_time_s": wall_time,
         "train_time_s": train_time,
         "eval_time_s": clock["eval"],
+        "cpu_time_s": time.process_time() - cpu_start,  # this process only: less sensitive to CPU sharing
         "started_utc": started.isoformat(timespec="seconds"),
         "load_avg_1min_start_end": [load_start, os.getloadavg()[0]],  # the CPU is shared: context for wall times
         "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
