@@ -16,11 +16,13 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
@@ -39,6 +41,15 @@ from sb3_trpo_plus.validation import check_range
 SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+class NonFiniteObservationError(ValueError):
+    """The environment returned a NaN or infinite observation, which the policy cannot act on."""
+
+
+def _all_finite(array: np.ndarray | dict[str, np.ndarray]) -> bool:
+    values = array.values() if isinstance(array, dict) else [array]
+    return all(np.isfinite(value).all() for value in values)
 
 
 def _index_obs(obs: PyTorchObs, index: th.Tensor | slice) -> PyTorchObs:
@@ -257,12 +268,29 @@ class TRPOPlus(OnPolicyAlgorithm):
             "return": buffer.returns,
             "advantage": buffer.advantages,
         }
-        bad = []
-        for name, array in arrays.items():
-            values = array.values() if isinstance(array, dict) else [array]
-            if not all(np.isfinite(value).all() for value in values):
-                bad.append(name)
-        return bad
+        return [name for name, array in arrays.items() if not _all_finite(array)]
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+    ) -> bool:
+        """
+        SB3's rollout collection; a non-finite observation that makes the policy fail is reported as such
+        (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
+        """
+        try:
+            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        except ValueError as error:
+            if self._last_obs is not None and not _all_finite(self._last_obs):  # type: ignore[arg-type]
+                raise NonFiniteObservationError(
+                    "The environment returned a non-finite (NaN or infinite) observation, so the policy cannot act; "
+                    "training stopped with the parameters of the last update (the model can still be saved). "
+                    "SB3's VecCheckNan wrapper finds the step that produced it."
+                ) from error
+            raise
 
     # --------------------------------------------------------------- the update
     def _policy_step(

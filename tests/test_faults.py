@@ -1,0 +1,235 @@
+"""Bad input and faults: clear errors, and nothing lost."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from sb3_contrib import TRPO
+from stable_baselines3.common.callbacks import BaseCallback
+from torch.nn.utils import parameters_to_vector
+
+from sb3_trpo_plus import TRPOPlus
+from sb3_trpo_plus.trpo_plus import NonFiniteObservationError
+
+
+# ----------------------------------------------------------------------------- arguments
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("target_kl", 0.0),
+        ("target_kl", -0.01),
+        ("target_kl", float("nan")),
+        ("cg_max_steps", 0),
+        ("cg_max_steps", 2.5),
+        ("cg_damping", -0.1),
+        ("line_search_shrinking_factor", 0.0),
+        ("line_search_shrinking_factor", 1.0),
+        ("line_search_max_iter", 0),
+        ("n_critic_updates", -1),
+        ("batch_size", 0),
+        ("sub_sampling_factor", 0),
+        ("fisher_sub_sampling", 0),
+        ("fisher_sub_sampling", 1.5),
+        ("cg_residual_tol", -1.0),
+        ("line_search_accept_ratio", 1.0),
+        ("learning_rate", 0.0),
+        ("gamma", 1.5),
+        ("gae_lambda", -0.1),
+        ("n_steps", 0),
+        ("target_kl", "0.01"),
+        ("cg_max_steps", True),
+    ],
+)
+def test_invalid_argument_names_argument_and_value(name: str, value: object) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"Invalid {name}={value!r}")) as error:
+        TRPOPlus("MlpPolicy", "Pendulum-v1", **{name: value})
+    assert "expected" in str(error.value)
+
+
+def test_valid_edge_values_are_accepted() -> None:
+    model = TRPOPlus(
+        "MlpPolicy",
+        "Pendulum-v1",
+        n_critic_updates=0,
+        cg_damping=0.0,
+        cg_max_steps=1,
+        line_search_max_iter=1,
+        line_search_accept_ratio=0.0,
+        n_steps=8,
+        batch_size=8,
+    )
+    model.learn(16)
+    assert model.num_timesteps == 16
+
+
+def test_single_sample_buffer_with_normalized_advantages_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"n_steps \* n_envs"):
+        TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=1)
+    TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=1, batch_size=1, normalize_advantage=False)
+
+
+class ActionSpaceEnv(gym.Env):
+    def __init__(self, action_space: spaces.Space):
+        self.observation_space = spaces.Box(-1, 1, (2,), np.float32)
+        self.action_space = action_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize(
+    "action_space",
+    [spaces.Dict({"a": spaces.Discrete(2)}), spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3)))],
+    ids=["dict", "tuple"],
+)
+def test_unsupported_action_space_is_a_value_error(action_space: spaces.Space) -> None:
+    with pytest.raises(ValueError, match=rf"{type(action_space).__name__}.*Box, Discrete, MultiDiscrete, MultiBinary"):
+        TRPOPlus("MlpPolicy", ActionSpaceEnv(action_space))
+
+
+# ----------------------------------------------------------------------------- non-finite data
+class NonFiniteEnv(gym.Wrapper):
+    """Pendulum whose reward (or observation) becomes NaN/inf on chosen steps."""
+
+    def __init__(self, what: str, bad_steps: set[int], value: float = float("nan")):
+        super().__init__(gym.make("Pendulum-v1"))
+        self.what, self.bad_steps, self.value, self.t = what, bad_steps, value, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        if self.t in self.bad_steps:
+            if self.what == "reward":
+                reward = self.value
+            else:
+                obs = np.full_like(obs, self.value)
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize("what, value", [("reward", float("nan")), ("reward", float("inf"))])
+def test_non_finite_rollout_skips_update_and_keeps_parameters(what: str, value: float, tmp_path: Path) -> None:
+    model = TRPOPlus("MlpPolicy", NonFiniteEnv(what, {70}, value), n_steps=64, batch_size=32, seed=0)
+    model.learn(64)  # a clean first update
+    before = parameters_to_vector(model.policy.parameters()).detach().clone()
+    with pytest.warns(RuntimeWarning, match=rf"skipped an update.*non-finite.*{what}"):
+        model.learn(64, reset_num_timesteps=False)  # the rollout holding step 70
+    assert th.equal(parameters_to_vector(model.policy.parameters()), before)
+    assert model.n_skipped_updates == 1
+    model.learn(128, reset_num_timesteps=False)  # training goes on with clean data
+    after = parameters_to_vector(model.policy.parameters())
+    assert th.isfinite(after).all()
+    assert not th.equal(after, before)
+    model.save(tmp_path / "model.zip")
+    loaded = TRPOPlus.load(tmp_path / "model.zip")
+    assert th.equal(parameters_to_vector(loaded.policy.parameters()), after)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_observation_stops_training_with_named_error(value: float, tmp_path: Path) -> None:
+    model = TRPOPlus("MlpPolicy", NonFiniteEnv("observation", {70}, value), n_steps=64, batch_size=32, seed=0)
+    model.learn(64)
+    before = parameters_to_vector(model.policy.parameters()).detach().clone()
+    with pytest.raises(NonFiniteObservationError, match=r"non-finite .* observation"):
+        model.learn(64, reset_num_timesteps=False)
+    assert th.equal(parameters_to_vector(model.policy.parameters()), before)
+    model.save(tmp_path / "model.zip")
+    assert th.equal(parameters_to_vector(TRPOPlus.load(tmp_path / "model.zip").policy.parameters()), before)
+
+
+def test_non_finite_observation_without_crash_skips_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With torch's argument validation off, NaN observations reach the buffer: the update is skipped."""
+    monkeypatch.setattr(th.distributions.Distribution, "_validate_args", False)
+    model = TRPOPlus("MlpPolicy", NonFiniteEnv("observation", {10}), n_steps=64, batch_size=32, seed=0)
+    before = parameters_to_vector(model.policy.parameters()).detach().clone()
+    with pytest.warns(RuntimeWarning, match="non-finite.*observation"):
+        model.learn(64)
+    assert th.equal(parameters_to_vector(model.policy.parameters()), before)
+
+
+def test_sb3_contrib_trpo_is_corrupted_by_one_nan_reward() -> None:
+    """The failure TRPOPlus guards against (documents why the guard exists; fails if sb3-contrib fixes it)."""
+    model = TRPO("MlpPolicy", NonFiniteEnv("reward", {10}), n_steps=64, batch_size=32, seed=0)
+    with pytest.raises(ValueError, match="invalid values"):  # its line search then meets a NaN policy
+        model.learn(64)
+    assert not th.isfinite(parameters_to_vector(model.policy.parameters())).all()
+
+
+# ----------------------------------------------------------------------------- faults
+def test_save_load_identical_actions_and_resume_counting_on(tmp_path: Path) -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, seed=0)
+    model.learn(128)
+    model.save(tmp_path / "model.zip")
+    loaded = TRPOPlus.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(20, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    assert loaded.num_timesteps == 128
+    assert loaded._n_updates == 2
+    loaded.learn(128, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 256
+    assert loaded._n_updates == 4
+
+
+class StopAfter(BaseCallback):
+    def __init__(self, n_calls: int, interrupt: bool = False):
+        super().__init__()
+        self.limit, self.interrupt = n_calls, interrupt
+
+    def _on_step(self) -> bool:
+        if self.n_calls >= self.limit and self.interrupt:
+            raise KeyboardInterrupt
+        return self.n_calls < self.limit
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["callback_false", "keyboard_interrupt"])
+def test_interrupted_training_leaves_a_model_that_saves_and_loads(interrupt: bool, tmp_path: Path) -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, seed=0)
+    callback = StopAfter(100, interrupt)
+    if interrupt:
+        with pytest.raises(KeyboardInterrupt):
+            model.learn(1024, callback=callback)
+    else:
+        model.learn(1024, callback=callback)
+    assert model.num_timesteps < 1024
+    params = parameters_to_vector(model.policy.parameters()).detach()
+    assert th.isfinite(params).all()
+    model.save(tmp_path / "model.zip")
+    loaded = TRPOPlus.load(tmp_path / "model.zip")
+    assert th.equal(parameters_to_vector(loaded.policy.parameters()), params)
+
+
+def test_same_seed_gives_bit_identical_parameters() -> None:
+    def train(seed: int) -> th.Tensor:
+        model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, seed=seed, device="cpu")
+        model.learn(192)
+        return parameters_to_vector(model.policy.parameters()).detach()
+
+    first, second, other = train(5), train(5), train(6)
+    assert th.equal(first, second)
+    assert not th.equal(first, other)
+
+
+def test_loading_an_sb3_contrib_trpo_file_works(tmp_path: Path) -> None:
+    theirs = TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, seed=0)
+    theirs.learn(64)
+    theirs.save(tmp_path / "trpo.zip")
+    ours = TRPOPlus.load(tmp_path / "trpo.zip", env=gym.make("Pendulum-v1"))
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(10, 3)).astype(np.float32)
+    np.testing.assert_array_equal(ours.predict(obs, deterministic=True)[0], theirs.predict(obs, deterministic=True)[0])
+    ours.learn(64, reset_num_timesteps=False)  # and it trains on
+    assert ours.num_timesteps == 128
+
+
+def test_loading_with_a_mismatched_env_fails_clearly(tmp_path: Path) -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, seed=0)
+    model.save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match="spaces do not match"):
+        TRPOPlus.load(tmp_path / "model.zip", env=gym.make("CartPole-v1"))

@@ -1,0 +1,107 @@
+"""Drop-in parity: the scripts that run ``sb3_contrib.TRPO`` run ``TRPOPlus`` unchanged."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from sb3_contrib import TRPO
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import (
+    FakeImageEnv,
+    IdentityEnvMultiBinary,
+    IdentityEnvMultiDiscrete,
+    SimpleMultiObsEnv,
+)
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_trpo_plus import TRPOPlus
+
+ALGOS = [TRPO, TRPOPlus]
+
+
+def test_every_sb3_contrib_argument_is_accepted_with_its_default() -> None:
+    theirs = inspect.signature(TRPO.__init__).parameters
+    ours = inspect.signature(TRPOPlus.__init__).parameters
+    for name, param in theirs.items():
+        assert name in ours, name
+        assert ours[name].default == param.default, name
+    assert TRPOPlus.policy_aliases.keys() == TRPO.policy_aliases.keys()
+
+
+def run_script(algo, env, tmp_path: Path, total: int = 128, **kwargs) -> np.ndarray:
+    """A typical user script: build, learn, save, load, predict."""
+    kwargs = {"n_steps": 64, "batch_size": 32, "seed": 0, **kwargs}
+    model = algo(env=env, **kwargs)
+    model.learn(total)
+    path = tmp_path / f"{algo.__name__}.zip"
+    model.save(path)
+    loaded = algo.load(path, env=model.get_env())
+    obs = model.get_env().reset()
+    actions, _ = loaded.predict(obs, deterministic=True)
+    expected, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, expected)
+    return actions
+
+
+# image observations are costly on 2 cores: few steps and critic epochs there
+SMALL_IMAGE_RUN = {"n_steps": 32, "batch_size": 32, "n_critic_updates": 1, "cg_max_steps": 3, "line_search_max_iter": 3}
+CASES = {
+    "cnn": ("CnnPolicy", lambda: FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), SMALL_IMAGE_RUN),
+    "dict_obs": ("MultiInputPolicy", lambda: SimpleMultiObsEnv(random_start=True), SMALL_IMAGE_RUN),
+    "multidiscrete": ("MlpPolicy", lambda: IdentityEnvMultiDiscrete(3), {}),
+    "multibinary": ("MlpPolicy", lambda: IdentityEnvMultiBinary(3), {}),
+    "discrete": ("MlpPolicy", lambda: gym.make("CartPole-v1"), {}),
+    "box": ("MlpPolicy", lambda: gym.make("Pendulum-v1"), {}),
+    "gsde_sub_sampling": (
+        "MlpPolicy",
+        lambda: gym.make("Pendulum-v1"),
+        {"use_sde": True, "sde_sample_freq": 4, "sub_sampling_factor": 4},
+    ),
+    "stats_window_and_kwargs": (
+        "MlpPolicy",
+        lambda: gym.make("Pendulum-v1"),
+        {
+            "stats_window_size": 7,
+            "policy_kwargs": {"net_arch": {"pi": [16], "vf": [16]}, "activation_fn": th.nn.ReLU},
+            "normalize_advantage": False,
+            "learning_rate": lambda progress: 1e-3 * progress,
+            "line_search_max_iter": 3,
+            "cg_max_steps": 5,
+            "gae_lambda": 0.9,
+            "gamma": 0.95,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_same_script_runs_both(algo, case: str, tmp_path: Path) -> None:
+    policy, make_env, kwargs = CASES[case]
+    actions = run_script(algo, make_env(), tmp_path, policy=policy, **kwargs)
+    assert np.all(np.isfinite(actions))
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_stats_window_size_is_used(algo) -> None:
+    model = algo("MlpPolicy", "CartPole-v1", n_steps=64, stats_window_size=3, seed=0)
+    model.learn(128)
+    assert model.ep_info_buffer.maxlen == 3
+
+
+@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
+def test_vec_normalize_callbacks_tensorboard_progress_bar(algo, tmp_path: Path) -> None:
+    venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    eval_env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=1), training=False, norm_reward=False)
+    callback = EvalCallback(eval_env, eval_freq=128, n_eval_episodes=1, log_path=str(tmp_path / "eval"))
+    model = algo("MlpPolicy", venv, n_steps=64, batch_size=64, tensorboard_log=str(tmp_path / "tb"), seed=0)
+    model.learn(512, callback=callback, progress_bar=True)
+    assert (tmp_path / "eval" / "evaluations.npz").exists()
+    assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert model.num_timesteps == 512
