@@ -1,0 +1,216 @@
+"""RL Zoo integration: ``--algo trpo_plus`` works after a plain install (start hook, YAML, Optuna sampler, checks).
+
+Subprocess tests start fresh interpreters (the start hook runs at interpreter start); the others call the Zoo's
+``train``/``enjoy`` in this process, which pytest started with the same hook. Budgets are tiny: a few hundred
+CartPole steps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rl_zoo3")
+optuna = pytest.importorskip("optuna")
+
+import _sb3_trpo_plus_zoo_hook as start_hook  # noqa: E402
+from sb3_trpo_plus import TRPOPlus  # noqa: E402
+from sb3_trpo_plus.zoo import hyperparams_path  # noqa: E402
+
+# Wheel install: both in site-packages; editable install or checkout: both at the repository root.
+HOOK_FILE = Path(start_hook.__file__)
+PTH_FILE = HOOK_FILE.parent / "sb3_trpo_plus_zoo.pth"
+
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+TINY = ["--num-threads", "1", "--eval-freq", "-1", "--seed", "3"]
+
+
+def run_python(*args: str, cwd: Path, python: str = sys.executable, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a fresh interpreter (so the start hook runs as it does for users) and return what it printed."""
+    return subprocess.run(
+        [python, *args], cwd=cwd, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def zoo_main(monkeypatch: pytest.MonkeyPatch, script: str, *argv: str) -> None:
+    """Run ``rl_zoo3.<script>`` in this process, as ``python -m rl_zoo3.<script> argv...`` would."""
+    import importlib
+
+    module = importlib.import_module(f"rl_zoo3.{script}")
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv])
+    getattr(module, script)()
+
+
+# --------------------------------------------------------------------------- the start hook
+def test_registered_in_fresh_interpreter(tmp_path: Path) -> None:
+    code = (
+        "import rl_zoo3.utils as u, rl_zoo3.hyperparams_opt as h, sb3_contrib, stable_baselines3 as sb3\n"
+        "from sb3_trpo_plus import TRPOPlus\n"
+        "assert u.ALGOS['trpo_plus'] is TRPOPlus, u.ALGOS\n"
+        "assert 'trpo_plus' in h.HYPERPARAMS_SAMPLER and 'trpo_plus' in h.HYPERPARAMS_CONVERTER\n"
+        # every other algorithm untouched
+        "assert u.ALGOS['trpo'] is sb3_contrib.TRPO and u.ALGOS['ppo'] is sb3.PPO\n"
+        "assert h.HYPERPARAMS_SAMPLER['trpo'] is h.sample_trpo_params\n"
+        "print('OK')\n"
+    )
+    result = run_python("-c", code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "OK"
+
+
+def test_train_help_lists_trpo_plus(tmp_path: Path) -> None:
+    result = run_python("-m", "rl_zoo3.train", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    choices = re.search(r"--algo \{([^}]*)\}", result.stdout)
+    assert choices is not None, result.stdout
+    assert "trpo_plus" in choices.group(1).split(",")
+
+
+def test_start_hook_imports_nothing_heavy(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "print(any(type(f).__name__ == 'ZooImportHook' for f in sys.meta_path))\n"
+        "print(sorted(m for m in ('torch', 'rl_zoo3', 'sb3_trpo_plus', 'optuna', 'typing') if m in sys.modules))\n"
+    )
+    result = run_python("-c", code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["True", "[]"]
+
+
+def test_start_without_rl_zoo3(tmp_path: Path) -> None:
+    """A real interpreter start in a virtual environment holding the installed .pth and hook but no rl_zoo3."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    python = str(venv / "bin" / "python")
+    purelib = run_python("-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path, python=python)
+    site_packages = Path(purelib.stdout.strip())
+    shutil.copy(PTH_FILE, site_packages / PTH_FILE.name)
+    shutil.copy(HOOK_FILE, site_packages / HOOK_FILE.name)
+    code = (
+        "import sys\n"
+        "assert any(type(f).__name__ == 'ZooImportHook' for f in sys.meta_path)\n"
+        "try:\n    import rl_zoo3.utils\nexcept ModuleNotFoundError as e:\n    print(e.name)\n"
+    )
+    result = run_python("-c", code, cwd=tmp_path, python=python)
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "rl_zoo3", "")
+
+    # A stale .pth (hook module gone, e.g. a moved editable checkout) is silent too
+    (site_packages / HOOK_FILE.name).unlink()
+    result = run_python("-c", "print('started')", cwd=tmp_path, python=python)
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "started", "")
+
+
+# --------------------------------------------------------------------------- train / enjoy / optimize
+def test_train_finds_yaml_and_enjoy_loads_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    logs = tmp_path / "logs"
+    args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "256", "-f", str(logs), *TINY]
+    result = run_python("-m", "rl_zoo3.train", *args, "--hyperparams", "n_steps:64", "batch_size:64", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # the shipped file (the subprocess may see the installed copy while this process sees the checkout's)
+    loaded = re.search(r"^Loading hyperparameters from: (.*)$", result.stdout, re.MULTILINE)
+    assert loaded is not None, result.stdout
+    assert Path(loaded.group(1)).name == "trpo_plus.yml" and "rl_zoo3" not in loaded.group(1)
+    assert Path(loaded.group(1)).read_text() == hyperparams_path().read_text()
+    model_file = logs / "trpo_plus" / "CartPole-v1_1" / "CartPole-v1.zip"
+    assert model_file.is_file()
+
+    zoo_main(monkeypatch, "enjoy", "--algo", "trpo_plus", "--env", "CartPole-v1", "-f", str(logs), "--no-render", "-n", "50")
+    assert isinstance(TRPOPlus.load(model_file), TRPOPlus)
+
+
+def test_two_workers_share_one_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `-optimize` workers, two trials each, against one journal-file study: the study holds all four."""
+    storage = tmp_path / "study.log"
+    args = ["-m", "rl_zoo3.train", "--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "128", "-optimize"]
+    args += ["--n-trials", "2", "--n-startup-trials", "1", "--n-evaluations", "1", "--eval-episodes", "1"]
+    args += ["--pruner", "none", "--no-optim-plots", "--storage", str(storage), "--study-name", "shared"]
+    args += ["--num-threads", "1", "--seed", "7"]  # seed 7: the sampler's first trials use small n_steps
+    workers = [
+        subprocess.Popen(
+            [sys.executable, *args, "-f", str(tmp_path / f"worker{i}")],
+            cwd=tmp_path,
+            env=SUBPROCESS_ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [worker.communicate(timeout=240) for worker in workers]
+    for worker, (_, stderr) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, stderr[-3000:]
+    finished = [set(map(int, re.findall(r"Trial (\d+) finished", stderr))) for _, stderr in outputs]
+    assert all(len(numbers) == 2 for numbers in finished), finished
+    assert finished[0] | finished[1] == {0, 1, 2, 3}
+
+    study = optuna.load_study(
+        study_name="shared", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+    )
+    trials = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    assert len(trials) == 4
+    assert {"target_kl", "cg_damping", "line_search_max_iter", "fisher_sub_sampling"} <= set(trials[0].params)
+
+    # --trial-id loads a trial's values through our converter
+    monkeypatch.chdir(tmp_path)
+    zoo_main(
+        monkeypatch,
+        "train",
+        *["--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path / "replay"), *TINY],
+        *["--storage", str(storage), "--study-name", "shared", "--trial-id", "1"],
+    )
+    config = (tmp_path / "replay" / "trpo_plus" / "CartPole-v1_1" / "CartPole-v1" / "config.yml").read_text()
+    assert f"- target_kl\n    - {study.trials[1].params['target_kl']}\n" in config
+
+
+# --------------------------------------------------------------------------- defaults and bad input
+def test_env_without_entry_uses_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["--algo", "trpo_plus", "--env", "MountainCar-v0", "-n", "32", "-f", str(tmp_path), *TINY]
+    zoo_main(monkeypatch, "train", *args, "--hyperparams", "n_steps:32")
+    out = capsys.readouterr().out
+    assert f"Loading hyperparameters from: {hyperparams_path()}\n" in out
+    assert "Using 'default' hyperparameters" in out
+
+
+def test_conf_overrides_and_other_algorithms_keep_their_files(tmp_path: Path) -> None:
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    custom = tmp_path / "mine.yml"
+    assert ExperimentManager(None, "trpo_plus", "CartPole-v1", str(tmp_path), config=str(custom)).config == str(custom)
+    assert ExperimentManager(None, "trpo_plus", "CartPole-v1", str(tmp_path)).config == str(hyperparams_path())
+    for algo in ("trpo", "ppo"):
+        config = ExperimentManager(None, algo, "CartPole-v1", str(tmp_path)).config
+        assert Path(config).parts[-3:] == ("rl_zoo3", "hyperparams", f"{algo}.yml")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("target_kll: 0.01", r"Unknown hyperparameter 'target_kll' .*did you mean 'target_kl'"),
+        ("target_kl: big", r"Invalid hyperparameter target_kl='big' .*expected a number"),
+        ("normalize_advantage: 'yes'", r"Invalid hyperparameter normalize_advantage='yes' .*true or false"),
+        ("learning_rate: fast", r"Invalid hyperparameter learning_rate='fast'"),
+        ("n_envs: 1.5", r"Invalid hyperparameter n_envs=1.5"),
+        ("seed: 1", r"Invalid hyperparameter 'seed' .*sets it itself"),
+    ],
+)
+def test_bad_hyperparameter_names_the_key(entry: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "bad.yml"
+    conf.write_text(f"CartPole-v1:\n  n_timesteps: 64\n  policy: MlpPolicy\n  {entry}\n")
+    args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-f", str(tmp_path), "-conf", str(conf), *TINY]
+    with pytest.raises(ValueError, match=message) as error:
+        zoo_main(monkeypatch, "train", *args)
+    assert str(conf) in str(error.value)  # and says which file
+
+
+def test_bad_range_is_reported_by_trpo_plus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path), *TINY]
+    with pytest.raises(ValueError, match=r"cg_max_steps=0"):
+        zoo_main(monkeypatch, "train", *args, "--hyperparams", "cg_max_steps:0")
