@@ -24,7 +24,7 @@ bijection, so it changes neither the KL nor the Fisher of the underlying Gaussia
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch as th
 from stable_baselines3.common.distributions import (
@@ -55,6 +55,16 @@ class DistributionFisher(ABC):
         """
 
     @abstractmethod
+    def output_metric(self, distribution: Distribution) -> Callable[[th.Tensor], th.Tensor]:
+        """
+        The metric ``M`` on the output of SB3's ``action_net`` (means for a diagonal Gaussian with a
+        state-independent ``log_std``; logits otherwise), for tangents of shape ``(batch, n_outputs)``.
+
+        :param distribution: the distribution at the parameters where the Fisher is taken (no graph needed)
+        :return: ``u -> M u`` per state
+        """
+
+    @abstractmethod
     def metric(self, eta: DistParams, u: DistParams) -> DistParams:
         """
         The Fisher-metric product ``M(eta) u``, per state.
@@ -72,6 +82,13 @@ class GaussianFisher(DistributionFisher):
         normal = distribution.distribution
         assert isinstance(normal, Normal)
         return normal.loc, normal.scale.log()
+
+    #: Fisher information of a Gaussian with respect to its log standard deviation, per dimension
+    LOG_STD_FISHER = 2.0
+
+    def output_metric(self, distribution: Distribution) -> Callable[[th.Tensor], th.Tensor]:
+        inverse_variance = self.parameters(distribution)[1].detach().mul(-2.0).exp()
+        return lambda u: u * inverse_variance
 
     def metric(self, eta: DistParams, u: DistParams) -> DistParams:
         _, log_std = eta
@@ -96,6 +113,11 @@ class CategoricalFisher(DistributionFisher):
             logits.append(categorical.logits)
         return tuple(logits)
 
+    def output_metric(self, distribution: Distribution) -> Callable[[th.Tensor], th.Tensor]:
+        logits = tuple(e.detach() for e in self.parameters(distribution))
+        widths = [e.shape[-1] for e in logits]
+        return lambda u: th.cat(self.metric(logits, th.split(u, widths, dim=-1)), dim=-1)
+
     def metric(self, eta: DistParams, u: DistParams) -> DistParams:
         return tuple(_categorical_metric(logits, u_i) for logits, u_i in zip(eta, u, strict=True))
 
@@ -107,6 +129,11 @@ class BernoulliFisher(DistributionFisher):
         bernoulli = distribution.distribution
         assert isinstance(bernoulli, Bernoulli)
         return (bernoulli.logits,)
+
+    def output_metric(self, distribution: Distribution) -> Callable[[th.Tensor], th.Tensor]:
+        probs = th.sigmoid(self.parameters(distribution)[0].detach())
+        weight = probs * (1.0 - probs)
+        return lambda u: weight * u
 
     def metric(self, eta: DistParams, u: DistParams) -> DistParams:
         probs = th.sigmoid(eta[0])

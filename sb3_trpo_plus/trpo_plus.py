@@ -7,8 +7,10 @@ policy step -> critic step -> log.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -17,18 +19,28 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.distributions import (
+    BernoulliDistribution,
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+    Distribution,
+    MultiCategoricalDistribution,
+)
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, BasePolicy
+from stable_baselines3.common.torch_layers import MlpExtractor
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.optim.adam import adam
 
-from sb3_trpo_plus.fisher import fisher_for, joint_kl
+from sb3_trpo_plus.fisher import GaussianFisher, fisher_for, joint_kl
+from sb3_trpo_plus.linear_chain import LinearChain, chain_fisher_vector_product, chain_mse_gradient
 from sb3_trpo_plus.natural_gradient import (
+    MatVec,
     backtracking_line_search,
     conjugate_gradient,
     gauss_newton_fvp,
@@ -41,6 +53,56 @@ from sb3_trpo_plus.validation import check_range
 SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+#: SB3 distributions whose parameters are the plain output of ``action_net`` (plus a state-independent log std)
+MLP_HEAD_DISTRIBUTIONS = (
+    DiagGaussianDistribution,
+    CategoricalDistribution,
+    MultiCategoricalDistribution,
+    BernoulliDistribution,
+)
+
+
+def plain_adam(optimizer: th.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` is one-group Adam without the variants the flat-vector critic path leaves out."""
+    if type(optimizer) is not th.optim.Adam or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    return not (
+        group["amsgrad"]
+        or group["maximize"]
+        or group["weight_decay"]
+        or group.get("capturable")
+        or group.get("differentiable")
+        or group.get("decoupled_weight_decay")
+    )
+
+
+def gather_adam_state(
+    optimizer: th.optim.Optimizer, params: list[nn.Parameter], like: th.Tensor
+) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    """Adam's first and second moments of ``params`` as flat vectors, and its step count (zeros when new)."""
+    states = [optimizer.state.get(param, {}) for param in params]
+    if not all("exp_avg" in state for state in states):
+        return th.zeros_like(like), th.zeros_like(like), th.zeros((), dtype=th.float32, device=like.device)
+    exp_avg = th.cat([state["exp_avg"].reshape(-1) for state in states])
+    exp_avg_sq = th.cat([state["exp_avg_sq"].reshape(-1) for state in states])
+    step = th.as_tensor(float(states[0]["step"]), dtype=th.float32, device=like.device)
+    return exp_avg, exp_avg_sq, step
+
+
+def scatter_adam_state(
+    optimizer: th.optim.Optimizer, params: list[nn.Parameter], exp_avg: th.Tensor, exp_avg_sq: th.Tensor, step: th.Tensor
+) -> None:
+    """Write flat Adam moments and the step count back into ``optimizer.state`` for each parameter."""
+    sizes = [param.numel() for param in params]
+    for param, first, second in zip(params, th.split(exp_avg, sizes), th.split(exp_avg_sq, sizes), strict=True):
+        optimizer.state[param] = {
+            "step": step.clone(),
+            "exp_avg": first.view_as(param).clone(),
+            "exp_avg_sq": second.view_as(param).clone(),
+        }
 
 
 class NonFiniteObservationError(ValueError):
@@ -249,6 +311,23 @@ class TRPOPlus(OnPolicyAlgorithm):
         if _init_setup_model:
             self._setup_model()
 
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self._use_fused_adam()
+
+    def _use_fused_adam(self) -> None:
+        """
+        Rebuild the policy's default Adam optimizer as torch's fused implementation (one kernel per step instead
+        of a Python loop over parameters; same algorithm), where the device supports it. A user who chose an
+        implementation in ``policy_kwargs["optimizer_kwargs"]``, or another optimizer class, keeps it.
+        """
+        optimizer = self.policy.optimizer
+        chosen = self.policy_kwargs.get("optimizer_kwargs") or {}
+        if type(optimizer) is not th.optim.Adam or "fused" in chosen or "foreach" in chosen:
+            return
+        with contextlib.suppress(RuntimeError, ValueError):  # fused kernels unavailable for this device or dtype
+            self.policy.optimizer = th.optim.Adam(self.policy.parameters(), **{**optimizer.defaults, "fused": True})
+
     # ------------------------------------------------------------------ helpers
     def _distribution(self, obs: PyTorchObs) -> Distribution:
         """The policy's action distribution for ``obs``, as an object of its own.
@@ -292,6 +371,72 @@ class TRPOPlus(OnPolicyAlgorithm):
                 ) from error
             raise
 
+    # --------------------------------------------------------------- Fisher-vector products
+    def _has_standard_actor(self) -> bool:
+        """Whether the actor is SB3's own ``features -> mlp_extractor.policy_net -> action_net`` path."""
+        policy = self.policy
+        return (
+            type(policy).get_distribution is ActorCriticPolicy.get_distribution
+            and type(policy)._get_action_dist_from_latent is ActorCriticPolicy._get_action_dist_from_latent
+            and type(policy.mlp_extractor).forward_actor is MlpExtractor.forward_actor
+            and type(policy.action_dist) in MLP_HEAD_DISTRIBUTIONS
+        )
+
+    def _mlp_fisher_vector_product(
+        self, obs: PyTorchObs, actor_params: list[nn.Parameter]
+    ) -> tuple[list[nn.Parameter], MatVec] | None:
+        """
+        The damped Fisher-vector product in closed form when the actor is an MLP head on parameter-free
+        features (SB3's ``MlpPolicy``): see :mod:`sb3_trpo_plus.linear_chain`.
+
+        :return: the actor's parameters in the product's order and ``v -> (F + lambda I) v``, or ``None``
+            when the actor is anything else
+        """
+        policy = self.policy
+        fisher = fisher_for(policy.action_dist)
+        if fisher is None or not self._has_standard_actor():
+            return None
+        chain = LinearChain.from_modules(policy.mlp_extractor.policy_net, policy.action_net)
+        if chain is None:
+            return None
+        log_std = [policy.log_std] if isinstance(fisher, GaussianFisher) else []
+        ordered = [*chain.parameters, *log_std]
+        if {id(param) for param in ordered} != {id(param) for param in actor_params}:
+            return None  # e.g. a features extractor with parameters
+        with th.no_grad():
+            features = BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
+            chain_fvp = chain_fisher_vector_product(
+                chain, chain.forward(features), fisher.output_metric(self._distribution(obs))
+            )
+        n_chain = sum(param.numel() for param in chain.parameters)
+        damping = self.cg_damping
+
+        def fvp(vector: th.Tensor) -> th.Tensor:
+            product = chain_fvp(vector[:n_chain])
+            if log_std:  # state-independent log std: its Fisher block is a constant diagonal
+                product = th.cat([product, GaussianFisher.LOG_STD_FISHER * vector[n_chain:]])
+            return product + damping * vector if damping else product
+
+        return ordered, fvp
+
+    def _autograd_fisher_vector_product(
+        self, obs: PyTorchObs, distribution: Distribution, actor_params: list[nn.Parameter]
+    ) -> MatVec:
+        """
+        The damped Fisher-vector product through autograd, for any policy: Gauss-Newton form with the analytic
+        Fisher of the distribution, or the exact double-backward Hessian of the KL when none is known.
+
+        :param distribution: the distribution at ``obs``, attached to the graph of ``actor_params``
+        """
+        fisher = fisher_for(self.policy.action_dist)
+        if fisher is not None:
+            eta = fisher.parameters(distribution)
+            eta_old = tuple(e.detach() for e in eta)
+            return gauss_newton_fvp(eta, actor_params, lambda u: fisher.metric(eta_old, u), self.cg_damping)
+        with th.no_grad():
+            old = self._distribution(obs)
+        return hessian_fvp(joint_kl(old, distribution).mean(), actor_params, self.cg_damping)
+
     # --------------------------------------------------------------- the update
     def _policy_step(
         self,
@@ -320,31 +465,27 @@ class TRPOPlus(OnPolicyAlgorithm):
         distribution = self._distribution(obs)
         surrogate = surrogate_of(distribution)
         grads = th.autograd.grad(surrogate, all_params, retain_graph=True, allow_unused=True)
-        actor_params = [param for param, grad in zip(all_params, grads, strict=True) if grad is not None]
-        policy_gradient = th.cat([grad.reshape(-1) for grad in grads if grad is not None])
+        grad_of = {id(param): grad for param, grad in zip(all_params, grads, strict=True) if grad is not None}
+        actor_params = [param for param in all_params if id(param) in grad_of]
         surrogate_old = surrogate.item()
 
-        # Fisher-vector products: analytic Gauss-Newton form, or the exact KL Hessian as a fallback.
-        if self.fisher_sub_sampling > 1:
-            fisher_obs = _index_obs(obs, slice(None, None, self.fisher_sub_sampling))
-            fisher_distribution = self._distribution(fisher_obs)
+        # Fisher-vector products: SB3's MLP heads in closed form, other analytic Fishers in Gauss-Newton form
+        # through autograd, the exact KL Hessian for distributions without a known Fisher.
+        every = slice(None, None, self.fisher_sub_sampling)
+        fisher_obs = obs if self.fisher_sub_sampling == 1 else _index_obs(obs, every)
+        mlp = self._mlp_fisher_vector_product(fisher_obs, actor_params)
+        if mlp is not None:
+            actor_params, fvp = mlp
         else:
-            fisher_obs, fisher_distribution = obs, distribution
-        fisher = fisher_for(self.policy.action_dist)
-        if fisher is not None:
-            eta = fisher.parameters(fisher_distribution)
-            eta_old = tuple(e.detach() for e in eta)
-            fvp = gauss_newton_fvp(eta, actor_params, lambda u: fisher.metric(eta_old, u), self.cg_damping)
-        else:
-            with th.no_grad():
-                fisher_old = self._distribution(fisher_obs)
-            fvp = hessian_fvp(joint_kl(fisher_old, fisher_distribution).mean(), actor_params, self.cg_damping)
+            fisher_distribution = distribution if fisher_obs is obs else self._distribution(fisher_obs)
+            fvp = self._autograd_fisher_vector_product(fisher_obs, fisher_distribution, actor_params)
+        policy_gradient = th.cat([grad_of[id(param)].reshape(-1) for param in actor_params])
 
         cg = conjugate_gradient(fvp, policy_gradient, self.cg_max_steps, self.cg_residual_tol)
         beta = max_step_size(cg.x_dot_ax, self.target_kl)
         full_step = beta * cg.x
         expected_improvement = float(policy_gradient @ full_step)
-        del fvp, grads, distribution, fisher_distribution  # release the graphs before the line search
+        del fvp, grads, grad_of, distribution  # release the graphs before the line search
 
         theta_old = parameters_to_vector(actor_params).detach()
 
@@ -387,6 +528,24 @@ class TRPOPlus(OnPolicyAlgorithm):
         )
         return actor_params, stats
 
+    def _critic_features(self, obs: PyTorchObs, critic_params: list[nn.Parameter]) -> th.Tensor | None:
+        """
+        The critic's input features computed once for the whole update, or ``None`` when they cannot be:
+        when ``predict_values`` is overridden, or the critic's features extractor has parameters the critic
+        trains. (SB3's default Flatten extractor, and extractors shared with the actor, qualify.)
+        """
+        policy = self.policy
+        extractor = policy.vf_features_extractor
+        critic_ids = {id(param) for param in critic_params}
+        if (
+            type(policy).predict_values is not ActorCriticPolicy.predict_values
+            or type(policy.mlp_extractor).forward_critic is not MlpExtractor.forward_critic
+            or any(id(param) in critic_ids for param in extractor.parameters())
+        ):
+            return None
+        with th.no_grad():
+            return BaseModel.extract_features(policy, obs, extractor)
+
     def _critic_step(self, obs: PyTorchObs, returns: th.Tensor, actor_params: list[nn.Parameter]) -> float:
         """
         Regression of V(s) on the returns: ``n_critic_updates`` epochs of minibatches of ``batch_size``,
@@ -398,20 +557,80 @@ class TRPOPlus(OnPolicyAlgorithm):
         critic_params = [p for p in self.policy.parameters() if p.requires_grad and id(p) not in actor_ids]
         if not critic_params or self.n_critic_updates == 0:
             return float("nan")
-        optimizer = self.policy.optimizer
-        n_samples = returns.shape[0]
-        losses = []
-        for _ in range(self.n_critic_updates):
-            permutation = th.randperm(n_samples, device=returns.device)
-            for start in range(0, n_samples, self.batch_size):
-                index = permutation[start : start + self.batch_size]
-                values = self.policy.predict_values(_index_obs(obs, index)).flatten()
+        policy, optimizer = self.policy, self.policy.optimizer
+        features = self._critic_features(obs, critic_params)
+        chain = LinearChain.from_modules(policy.mlp_extractor.value_net, policy.value_net)
+        if (
+            features is not None
+            and chain is not None
+            and {id(p) for p in chain.parameters} == {id(p) for p in critic_params}
+            and plain_adam(optimizer)
+        ):
+            losses = self._fit_linear_chain(chain, features, returns)
+        else:
+            inputs = obs if features is None else features
+            value_fn = (
+                policy.predict_values
+                if features is None
+                else lambda features: policy.value_net(policy.mlp_extractor.forward_critic(features))
+            )
+            losses = []
+            for index in self._critic_minibatches(returns):
+                values = value_fn(_index_obs(inputs, index)).flatten()
                 value_loss = F.mse_loss(values, returns[index])
                 optimizer.zero_grad(set_to_none=True)
                 value_loss.backward(inputs=critic_params)
                 optimizer.step()
                 losses.append(value_loss.detach())
         return th.stack(losses).mean().item()
+
+    def _critic_minibatches(self, returns: th.Tensor) -> Iterator[th.Tensor]:
+        """Indices of the critic's minibatches: ``n_critic_updates`` shuffled passes over the rollout."""
+        n_samples = returns.shape[0]
+        for _ in range(self.n_critic_updates):
+            permutation = th.randperm(n_samples, device=returns.device)
+            for start in range(0, n_samples, self.batch_size):
+                yield permutation[start : start + self.batch_size]
+
+    def _fit_linear_chain(self, chain: LinearChain, features: th.Tensor, returns: th.Tensor) -> list[th.Tensor]:
+        """
+        The critic's regression when the critic is an MLP head (SB3's ``MlpPolicy``): closed-form gradients
+        (:func:`~sb3_trpo_plus.linear_chain.chain_mse_gradient`) and torch's functional Adam on one flat
+        parameter vector. The Adam state lives in the policy's optimizer before and after, so saving, loading
+        and the generic path see the same optimizer.
+        """
+        params = chain.parameters
+        optimizer = self.policy.optimizer
+        group = optimizer.param_groups[0]
+        flat = parameters_to_vector(params).detach().clone()
+        weights = chain.split(flat)
+        grad = th.empty_like(flat)
+        exp_avg, exp_avg_sq, step = gather_adam_state(optimizer, params, flat)
+        fused = bool(group.get("fused"))
+        beta1, beta2 = group["betas"]
+        losses = []
+        for index in self._critic_minibatches(returns):
+            losses.append(chain_mse_gradient(chain, features[index], returns[index], grad, weights))
+            adam(
+                [flat],
+                [grad],
+                [exp_avg],
+                [exp_avg_sq],
+                [],
+                [step],
+                foreach=False,
+                fused=fused,
+                amsgrad=False,
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=0.0,
+                eps=group["eps"],
+                maximize=False,
+            )
+        vector_to_parameters(flat, params)
+        scatter_adam_state(optimizer, params, exp_avg, exp_avg_sq, step)
+        return losses
 
     def train(self) -> None:
         """

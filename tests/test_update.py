@@ -197,3 +197,83 @@ def test_sub_sampling_factor_uses_every_kth_sample(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(model, "_policy_step", spy)
     model.train()
     assert seen == [30]
+
+
+def test_default_adam_is_fused_and_user_choice_is_kept() -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64)
+    assert model.policy.optimizer.param_groups[0]["fused"] is True
+    chosen = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, policy_kwargs={"optimizer_kwargs": {"foreach": True}})
+    assert chosen.policy.optimizer.param_groups[0]["foreach"] is True
+    assert not chosen.policy.optimizer.param_groups[0]["fused"]
+
+
+def fitted_critic(monkeypatch: pytest.MonkeyPatch, path: str) -> TRPOPlus:
+    """A model after one critic fit (the actor's step forced to fail) on the given code path."""
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=128, batch_size=32, n_critic_updates=3, seed=0)
+    collect(model)
+    with monkeypatch.context() as patch:
+        if path in ("autograd", "autograd_per_minibatch_features"):
+            patch.setattr(trpo_module, "plain_adam", lambda optimizer: False)
+        if path == "autograd_per_minibatch_features":
+            patch.setattr(model, "_critic_features", lambda obs, params: None)
+        model.train()
+    return model
+
+
+def test_critic_fast_path_matches_autograd_adam(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = fitted_critic(monkeypatch, "fast")
+    generic = fitted_critic(monkeypatch, "autograd")
+    per_minibatch = fitted_critic(monkeypatch, "autograd_per_minibatch_features")
+    # precomputing the features changes nothing, bit for bit
+    assert th.equal(parameters_to_vector(generic.policy.parameters()), parameters_to_vector(per_minibatch.policy.parameters()))
+    # the closed-form gradient + functional Adam on a flat vector is the same algorithm, up to rounding
+    assert th.allclose(
+        parameters_to_vector(fast.policy.parameters()), parameters_to_vector(generic.policy.parameters()), atol=1e-5
+    )
+    before = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=128, seed=0).policy.value_net.weight
+    assert not th.allclose(fast.policy.value_net.weight, before)
+    # and the optimizer's state is kept where SB3 saves it
+    for param in fast.policy.value_net.parameters():
+        state = fast.policy.optimizer.state[param]
+        generic_param = dict(generic.policy.named_parameters())[
+            next(n for n, p in fast.policy.named_parameters() if p is param)
+        ]
+        generic_state = generic.policy.optimizer.state[generic_param]
+        assert float(state["step"]) == float(generic_state["step"]) == 3 * 4
+        assert th.allclose(state["exp_avg"], generic_state["exp_avg"], atol=1e-6)
+        assert th.allclose(state["exp_avg_sq"], generic_state["exp_avg_sq"], atol=1e-7)
+
+
+MLP_CASES = ["pendulum", "cartpole", "multidiscrete", "multibinary"]
+
+
+@pytest.mark.parametrize("case", [*MLP_CASES, "pendulum_gsde"])
+def test_mlp_fisher_vector_product_matches_autograd(case: str) -> None:
+    make_env, kwargs = ENVS[case]
+    model = TRPOPlus("MlpPolicy", make_env(), n_steps=128, seed=0, **kwargs)
+    collect(model)
+    obs, actions, _old_log_prob, _ = batch(model)
+    all_params = list(model.policy.parameters())
+    distribution = model._distribution(obs)
+    grads = th.autograd.grad(distribution.log_prob(actions).sum(), all_params, retain_graph=True, allow_unused=True)
+    actor = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
+    mlp = model._mlp_fisher_vector_product(obs, actor)
+    if case == "pendulum_gsde":  # gSDE's std depends on the state: the generic path serves it
+        assert mlp is None
+        return
+    assert mlp is not None
+    ordered, fast = mlp
+    generic = model._autograd_fisher_vector_product(obs, distribution, ordered)
+    for seed in range(2):
+        v = th.randn(sum(p.numel() for p in ordered), generator=th.Generator().manual_seed(seed))
+        expected = generic(v)
+        assert (fast(v) - expected).norm() / expected.norm() < 1e-4
+
+
+def test_mlp_fisher_vector_product_declines_shared_extractor_with_parameters() -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, policy_kwargs={"features_extractor_class": SharedLinearExtractor})
+    collect(model)
+    obs = batch(model)[0]
+    actor = [p for p in model.policy.parameters() if not any(p is q for q in model.policy.value_net.parameters())]
+    actor = [p for p in actor if not any(p is q for q in model.policy.mlp_extractor.value_net.parameters())]
+    assert model._mlp_fisher_vector_product(obs, actor) is None

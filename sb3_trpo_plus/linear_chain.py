@@ -1,0 +1,215 @@
+"""Fast paths for SB3's MLP heads: chains of ``nn.Linear`` layers with elementwise activations.
+
+SB3's ``MlpPolicy`` builds its actor as ``mlp_extractor.policy_net`` (Linear, activation, ...) followed by
+``action_net`` (Linear), and its critic as ``mlp_extractor.value_net`` followed by ``value_net``. On a CPU the
+cost of TRPO's inner loops (25 Fisher-vector products, hundreds of critic minibatches) is dominated by the
+per-operation overhead of autograd, not by arithmetic. For these chains the needed derivatives have short
+closed forms, computed here with a handful of matrix products per call:
+
+* :meth:`LinearChain.output_sensitivities` and :func:`chain_fisher_vector_product`: Gauss-Newton products
+  ``J^T M J v`` with ``J`` the Jacobian of the chain's output. With ``z_k = W_k h_{k-1} + b_k``,
+  ``h_k = f(z_k)`` and the sensitivities ``S_k = d out / d z_k`` (``S_K = I``,
+  ``S_k = (S_{k+1} W_{k+1}) * f'(z_k)``), computed once per update,
+  ``J v = sum_k S_k (dW_k h_{k-1} + db_k)`` and ``(J^T u)_k = (S_k^T u)^T h_{k-1}``: one matrix product per
+  layer and direction instead of two, and no autograd graph.
+* :func:`chain_mse_gradient`: the gradient of the mean squared error of the chain's scalar output
+  (ordinary back-propagation, written out).
+
+Every function is checked against autograd in ``tests/test_linear_chain.py``; anything that is not such a
+chain (CNNs, custom modules, gSDE, shared trainable extractors) uses the generic autograd paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch as th
+from torch import nn
+
+#: activations supported, with their derivative written in terms of the activation's output ``h``
+_DERIVATIVES: dict[type[nn.Module], Callable[[th.Tensor], th.Tensor]] = {
+    nn.Tanh: lambda h: 1.0 - h * h,
+    nn.ReLU: lambda h: (h > 0).to(h.dtype),
+    nn.Identity: lambda h: th.ones_like(h),
+}
+_FUNCTIONS: dict[type[nn.Module], Callable[[th.Tensor], th.Tensor]] = {
+    nn.Tanh: th.tanh,
+    nn.ReLU: th.relu,
+    nn.Identity: lambda z: z,
+}
+
+
+@dataclass
+class ChainCache:
+    """What a forward pass of a :class:`LinearChain` keeps for its derivatives."""
+
+    #: input of each linear layer (``h_{k-1}``)
+    inputs: list[th.Tensor]
+    #: derivative ``f'(z_k)`` of the activation after each linear layer but the last (``None`` if none)
+    derivatives: list[th.Tensor | None]
+    #: the chain's output
+    output: th.Tensor
+
+
+class LinearChain:
+    """
+    A sequence of ``nn.Linear`` layers, each optionally followed by one supported elementwise activation
+    (``Tanh``, ``ReLU``, ``Identity``), the last one without activation.
+
+    Build it with :meth:`from_modules`, which returns ``None`` for anything else.
+    """
+
+    def __init__(self, linears: Sequence[nn.Linear], activations: Sequence[type[nn.Module] | None]):
+        self.linears = list(linears)
+        self.activations = list(activations)
+
+    @classmethod
+    def from_modules(cls, *modules: nn.Module) -> LinearChain | None:
+        """
+        The chain formed by ``modules`` (``nn.Sequential`` containers are flattened), or ``None`` when they are
+        not Linear layers with biases and supported activations, ending with a Linear layer.
+
+        :param modules: the modules applied one after the other
+        :return: the chain, or ``None``
+        """
+        layers: list[nn.Module] = []
+        for module in modules:
+            layers.extend(module if isinstance(module, nn.Sequential) else [module])
+        linears: list[nn.Linear] = []
+        activations: list[type[nn.Module] | None] = []
+        for layer in layers:
+            if type(layer) is nn.Linear and layer.bias is not None:
+                linears.append(layer)
+                activations.append(None)
+            elif type(layer) in _DERIVATIVES and linears and activations[-1] is None:
+                activations[-1] = type(layer)
+            else:
+                return None
+        if not linears or activations[-1] not in (None, nn.Identity):
+            return None
+        return cls(linears, activations)
+
+    @property
+    def parameters(self) -> list[nn.Parameter]:
+        """``[W_1, b_1, W_2, b_2, ...]``, the order of every flat vector used here."""
+        return [p for linear in self.linears for p in (linear.weight, linear.bias)]  # type: ignore[misc]
+
+    def forward(self, x: th.Tensor, weights: Sequence[th.Tensor] | None = None) -> ChainCache:
+        """
+        Forward pass without autograd, keeping each layer's input and activation derivative.
+
+        :param x: batch of inputs, shape ``(N, in_features)``
+        :param weights: tensors to use instead of :attr:`parameters` (same order and shapes)
+        :return: the cache, whose ``output`` is the chain's output
+        """
+        weights = self.parameters if weights is None else weights
+        inputs: list[th.Tensor] = []
+        derivatives: list[th.Tensor | None] = []
+        h = x
+        with th.no_grad():
+            for k, activation in enumerate(self.activations):
+                inputs.append(h)
+                z = th.addmm(weights[2 * k + 1], h, weights[2 * k].t())
+                if activation is None or activation is nn.Identity:
+                    h = z
+                    derivatives.append(None)
+                else:
+                    h = _FUNCTIONS[activation](z)
+                    derivatives.append(_DERIVATIVES[activation](h))
+        return ChainCache(inputs, derivatives, h)
+
+    def output_sensitivities(self, cache: ChainCache) -> list[th.Tensor | None]:
+        """
+        ``S_k = d out / d z_k`` per sample, shape ``(N, out_features, width_k)``; ``None`` for the last layer
+        (the identity).
+
+        :param cache: a forward pass of this chain
+        :return: one entry per linear layer
+        """
+        sensitivities: list[th.Tensor | None] = [None] * len(self.linears)
+        n_samples = cache.output.shape[0]
+        with th.no_grad():
+            s: th.Tensor | None = None
+            for k in range(len(self.linears) - 2, -1, -1):
+                weight = self.linears[k + 1].weight
+                s = weight.unsqueeze(0) if s is None else th.matmul(s, weight)
+                derivative = cache.derivatives[k]
+                s = s * derivative.unsqueeze(1) if derivative is not None else s.expand(n_samples, -1, -1)
+                sensitivities[k] = s
+        return sensitivities
+
+    def split(self, vector: th.Tensor) -> list[th.Tensor]:
+        """Views of a flat vector shaped like :attr:`parameters`."""
+        params = self.parameters
+        chunks = th.split(vector, [p.numel() for p in params])
+        return [chunk.view_as(p) for chunk, p in zip(chunks, params, strict=True)]
+
+
+def chain_fisher_vector_product(
+    chain: LinearChain, cache: ChainCache, output_metric: Callable[[th.Tensor], th.Tensor]
+) -> Callable[[th.Tensor], th.Tensor]:
+    r"""
+    Gauss-Newton product :math:`v \mapsto \frac{1}{N} J^\top M J v` for the chain's parameters, where
+    :math:`J` is the Jacobian of the chain's output and ``output_metric`` applies :math:`M` per sample.
+
+    :param chain: the chain
+    :param cache: its forward pass on the batch (at the parameters where the Fisher is taken)
+    :param output_metric: ``u -> M u`` for output tangents of shape ``(N, out_features)``
+    :return: the product on flat vectors laid out as ``chain.parameters``
+    """
+    sensitivities = chain.output_sensitivities(cache)
+    n_samples = cache.output.shape[0]
+    last = len(chain.linears) - 1
+
+    def fvp(vector: th.Tensor) -> th.Tensor:
+        tangents = chain.split(vector)
+        with th.no_grad():
+            jv = th.zeros_like(cache.output)
+            for k, (h, s) in enumerate(zip(cache.inputs, sensitivities, strict=True)):
+                dz = th.addmm(tangents[2 * k + 1], h, tangents[2 * k].t())
+                jv += dz if k == last else th.matmul(s, dz.unsqueeze(-1)).squeeze(-1)  # type: ignore[arg-type]
+            u = output_metric(jv) / n_samples
+            grads = []
+            for k, (h, s) in enumerate(zip(cache.inputs, sensitivities, strict=True)):
+                g = u if k == last else th.matmul(u.unsqueeze(1), s).squeeze(1)  # type: ignore[arg-type]
+                grads.append(th.mm(g.t(), h).reshape(-1))
+                grads.append(g.sum(dim=0))
+            return th.cat(grads)
+
+    return fvp
+
+
+def chain_mse_gradient(
+    chain: LinearChain,
+    x: th.Tensor,
+    targets: th.Tensor,
+    out: th.Tensor,
+    weights: Sequence[th.Tensor] | None = None,
+) -> th.Tensor:
+    """
+    Gradient of ``mean((chain(x) - targets)^2)`` (a chain with one output) with respect to
+    ``chain.parameters``, written into the flat buffer ``out``; returns the loss.
+
+    :param chain: the chain
+    :param x: inputs, shape ``(N, in_features)``
+    :param targets: regression targets, shape ``(N,)``
+    :param out: flat gradient buffer laid out as ``chain.parameters``
+    :param weights: tensors to use instead of ``chain.parameters`` (same order and shapes)
+    :return: the loss (a 0-dim tensor, no host synchronisation)
+    """
+    weights = chain.parameters if weights is None else weights
+    cache = chain.forward(x, weights)
+    grads = chain.split(out)
+    with th.no_grad():
+        error = cache.output.squeeze(1) - targets
+        delta = (error * (2.0 / error.shape[0])).unsqueeze(1)
+        for k in range(len(chain.linears) - 1, -1, -1):
+            th.mm(delta.t(), cache.inputs[k], out=grads[2 * k])
+            th.sum(delta, dim=0, out=grads[2 * k + 1])
+            if k > 0:
+                delta = th.mm(delta, weights[2 * k])
+                derivative = cache.derivatives[k - 1]
+                if derivative is not None:
+                    delta = delta * derivative
+        return (error * error).mean()
