@@ -6,12 +6,9 @@ cost of TRPO's inner loops (25 Fisher-vector products, hundreds of critic miniba
 per-operation overhead of autograd, not by arithmetic. For these chains the needed derivatives have short
 closed forms, computed here with a handful of matrix products per call:
 
-* :meth:`LinearChain.output_sensitivities` and :func:`chain_fisher_vector_product`: Gauss-Newton products
-  ``J^T M J v`` with ``J`` the Jacobian of the chain's output. With ``z_k = W_k h_{k-1} + b_k``,
-  ``h_k = f(z_k)`` and the sensitivities ``S_k = d out / d z_k`` (``S_K = I``,
-  ``S_k = (S_{k+1} W_{k+1}) * f'(z_k)``), computed once per update,
-  ``J v = sum_k S_k (dW_k h_{k-1} + db_k)`` and ``(J^T u)_k = (S_k^T u)^T h_{k-1}``: one matrix product per
-  layer and direction instead of two, and no autograd graph.
+* :func:`chain_fisher_vector_product`: Gauss-Newton products ``J^T M J v`` with ``J`` the Jacobian of the
+  chain's output: the tangent is pushed forward and the cotangent back through activations cached once per
+  update, with plain matrix products and no autograd graph.
 * :func:`chain_mse_gradient`: the gradient of the mean squared error of the chain's scalar output
   (ordinary back-propagation, written out).
 
@@ -119,25 +116,19 @@ class LinearChain:
                     derivatives.append(_DERIVATIVES[activation](h))
         return ChainCache(inputs, derivatives, h)
 
-    def output_sensitivities(self, cache: ChainCache) -> list[th.Tensor | None]:
+    def output(self, x: th.Tensor) -> th.Tensor:
         """
-        ``S_k = d out / d z_k`` per sample, shape ``(N, out_features, width_k)``; ``None`` for the last layer
-        (the identity).
+        The chain's output, without autograd and without caching anything.
 
-        :param cache: a forward pass of this chain
-        :return: one entry per linear layer
+        :param x: batch of inputs, shape ``(N, in_features)``
+        :return: shape ``(N, out_features)``
         """
-        sensitivities: list[th.Tensor | None] = [None] * len(self.linears)
-        n_samples = cache.output.shape[0]
         with th.no_grad():
-            s: th.Tensor | None = None
-            for k in range(len(self.linears) - 2, -1, -1):
-                weight = self.linears[k + 1].weight
-                s = weight.unsqueeze(0) if s is None else th.matmul(s, weight)
-                derivative = cache.derivatives[k]
-                s = s * derivative.unsqueeze(1) if derivative is not None else s.expand(n_samples, -1, -1)
-                sensitivities[k] = s
-        return sensitivities
+            for linear, activation in zip(self.linears, self.activations, strict=True):
+                x = th.addmm(linear.bias, x, linear.weight.t())
+                if activation is not None:
+                    x = _FUNCTIONS[activation](x)
+        return x
 
     def split(self, vector: th.Tensor) -> list[th.Tensor]:
         """Views of a flat vector shaped like :attr:`parameters`."""
@@ -153,28 +144,41 @@ def chain_fisher_vector_product(
     Gauss-Newton product :math:`v \mapsto \frac{1}{N} J^\top M J v` for the chain's parameters, where
     :math:`J` is the Jacobian of the chain's output and ``output_metric`` applies :math:`M` per sample.
 
+    :math:`J v` propagates the tangent forward through the cached activations
+    (:math:`dz_k = dW_k h_{k-1} + db_k + W_k\, dh_{k-1}`, :math:`dh_k = f'(z_k) \odot dz_k`) and
+    :math:`J^\top u` back-propagates the cotangent (:math:`dW_k = \delta_k^\top h_{k-1}`,
+    :math:`\delta_{k-1} = (\delta_k W_k) \odot f'(z_{k-1})`): about four matrix products per hidden layer, no
+    autograd graph and no forward pass per product.
+
     :param chain: the chain
     :param cache: its forward pass on the batch (at the parameters where the Fisher is taken)
     :param output_metric: ``u -> M u`` for output tangents of shape ``(N, out_features)``
     :return: the product on flat vectors laid out as ``chain.parameters``
     """
-    sensitivities = chain.output_sensitivities(cache)
     n_samples = cache.output.shape[0]
-    last = len(chain.linears) - 1
+    weights = [linear.weight.detach() for linear in chain.linears]
 
     def fvp(vector: th.Tensor) -> th.Tensor:
         tangents = chain.split(vector)
         with th.no_grad():
-            jv = th.zeros_like(cache.output)
-            for k, (h, s) in enumerate(zip(cache.inputs, sensitivities, strict=True)):
+            dh: th.Tensor | None = None
+            for k, h in enumerate(cache.inputs):
                 dz = th.addmm(tangents[2 * k + 1], h, tangents[2 * k].t())
-                jv += dz if k == last else th.matmul(s, dz.unsqueeze(-1)).squeeze(-1)  # type: ignore[arg-type]
-            u = output_metric(jv) / n_samples
-            grads = []
-            for k, (h, s) in enumerate(zip(cache.inputs, sensitivities, strict=True)):
-                g = u if k == last else th.matmul(u.unsqueeze(1), s).squeeze(1)  # type: ignore[arg-type]
-                grads.append(th.mm(g.t(), h).reshape(-1))
-                grads.append(g.sum(dim=0))
+                if dh is not None:
+                    dz.addmm_(dh, weights[k].t())
+                derivative = cache.derivatives[k]
+                dh = dz if derivative is None else dz.mul_(derivative)
+            assert dh is not None
+            delta = output_metric(dh) / n_samples
+            grads: list[th.Tensor] = [delta] * (2 * len(weights))
+            for k in range(len(weights) - 1, -1, -1):
+                grads[2 * k] = th.mm(delta.t(), cache.inputs[k]).reshape(-1)
+                grads[2 * k + 1] = delta.sum(dim=0)
+                if k > 0:
+                    delta = th.mm(delta, weights[k])
+                    derivative = cache.derivatives[k - 1]
+                    if derivative is not None:
+                        delta = delta.mul_(derivative)
             return th.cat(grads)
 
     return fvp

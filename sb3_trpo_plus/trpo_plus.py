@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
+
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 #: SB3 distributions whose parameters are the plain output of ``action_net`` (plus a state-independent log std)
 MLP_HEAD_DISTRIBUTIONS = (
@@ -357,11 +360,13 @@ class TRPOPlus(OnPolicyAlgorithm):
         n_rollout_steps: int,
     ) -> bool:
         """
-        SB3's rollout collection; a non-finite observation that makes the policy fail is reported as such
-        (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
+        SB3's rollout collection, with the policy's forward pass in closed form for SB3's MLP policies
+        (:meth:`_fast_rollout_forward`); a non-finite observation that makes the policy fail is reported as
+        such (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
         """
         try:
-            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+            with self._fast_rollout_forward():
+                return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         except ValueError as error:
             if self._last_obs is not None and not _all_finite(self._last_obs):  # type: ignore[arg-type]
                 raise NonFiniteObservationError(
@@ -370,6 +375,56 @@ class TRPOPlus(OnPolicyAlgorithm):
                     "SB3's VecCheckNan wrapper finds the step that produced it."
                 ) from error
             raise
+
+    @contextlib.contextmanager
+    def _fast_rollout_forward(self) -> Iterator[None]:
+        """
+        While collecting rollouts, replace the policy's ``forward`` (the only policy call SB3's loop makes per
+        step) by :meth:`_mlp_forward` when the policy is SB3's MLP actor-critic with a diagonal Gaussian
+        (no gSDE, no squashing) or categorical action distribution: the same distribution and values,
+        computed with a few matrix products instead of SB3's module calls and torch distribution objects.
+        The class's ``forward`` is back in place afterwards, whatever happens.
+        """
+        policy = self.policy
+        actor = LinearChain.from_modules(policy.mlp_extractor.policy_net, policy.action_net)
+        critic = LinearChain.from_modules(policy.mlp_extractor.value_net, policy.value_net)
+        if (
+            type(policy.action_dist) not in (DiagGaussianDistribution, CategoricalDistribution)
+            or policy.squash_output
+            or type(policy).forward is not ActorCriticPolicy.forward
+            or type(policy).predict_values is not ActorCriticPolicy.predict_values
+            or type(policy.mlp_extractor).forward_critic is not MlpExtractor.forward_critic
+            or not self._has_standard_actor()
+            or actor is None
+            or critic is None
+        ):
+            yield
+            return
+        policy.forward = lambda obs, deterministic=False: self._mlp_forward(actor, critic, obs, deterministic)  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            del policy.forward
+
+    def _mlp_forward(
+        self, actor: LinearChain, critic: LinearChain, obs: PyTorchObs, deterministic: bool = False
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """``ActorCriticPolicy.forward`` for MLP heads: actions, values and log-probabilities of the actions."""
+        policy = self.policy
+        with th.no_grad():
+            features = policy.extract_features(obs)
+            pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
+            params = actor.output(pi_features)
+            values = critic.output(vf_features)
+            if isinstance(policy.action_dist, DiagGaussianDistribution):
+                noise = th.zeros_like(params) if deterministic else th.randn_like(params)
+                actions = params + noise * policy.log_std.exp()
+                log_prob = (-0.5 * noise.square() - policy.log_std - LOG_SQRT_2PI).sum(dim=1)
+            else:
+                log_probs = th.log_softmax(params, dim=1)
+                actions = log_probs.argmax(dim=1) if deterministic else th.multinomial(log_probs.exp(), 1).squeeze(1)
+                log_prob = log_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
+        return actions.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[misc]
 
     # --------------------------------------------------------------- Fisher-vector products
     def _has_standard_actor(self) -> bool:

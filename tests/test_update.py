@@ -277,3 +277,45 @@ def test_mlp_fisher_vector_product_declines_shared_extractor_with_parameters() -
     actor = [p for p in model.policy.parameters() if not any(p is q for q in model.policy.value_net.parameters())]
     actor = [p for p in actor if not any(p is q for q in model.policy.mlp_extractor.value_net.parameters())]
     assert model._mlp_fisher_vector_product(obs, actor) is None
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_fast_rollout_forward_matches_sb3_policy(env_id: str) -> None:
+    model = TRPOPlus("MlpPolicy", env_id, n_steps=64, seed=0)
+    perturb = th.Generator().manual_seed(0)
+    with th.no_grad():
+        for param in model.policy.parameters():
+            param.add_(0.1 * th.randn(param.shape, generator=perturb))
+    obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(4000)]))
+    with model._fast_rollout_forward():
+        assert "forward" in vars(model.policy)  # the closed form is in use
+        actions, values, log_prob = model.policy(obs)
+        deterministic, _, _ = model.policy(obs, deterministic=True)
+    assert "forward" not in vars(model.policy)  # and SB3's forward is back
+    with th.no_grad():
+        distribution = model.policy.get_distribution(obs)
+        expected_values = model.policy.predict_values(obs)
+        flat_actions = actions if actions.dim() > 1 else actions.unsqueeze(1)
+        assert th.allclose(log_prob, distribution.log_prob(actions), atol=1e-5)
+        assert th.allclose(values, expected_values, atol=1e-6)
+        assert th.allclose(deterministic.float(), distribution.mode().float().reshape(deterministic.shape), atol=1e-6)
+        if env_id == "Pendulum-v1":  # samples have the policy's mean and standard deviation
+            standardized = (flat_actions - distribution.distribution.mean) / distribution.distribution.stddev
+            assert abs(float(standardized.mean())) < 0.05
+            assert abs(float(standardized.std()) - 1.0) < 0.05
+        else:  # sampled actions follow the policy's probabilities on average
+            probs = distribution.distribution.probs
+            assert abs(float((actions == 1).float().mean() - probs[:, 1].mean())) < 0.03
+
+
+def test_fast_rollout_forward_is_removed_after_an_error() -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64)
+    with pytest.raises(RuntimeError), model._fast_rollout_forward():
+        raise RuntimeError
+    assert "forward" not in vars(model.policy)
+
+
+def test_fast_rollout_forward_not_used_for_gsde() -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, use_sde=True)
+    with model._fast_rollout_forward():
+        assert "forward" not in vars(model.policy)
