@@ -60,6 +60,11 @@ class LinearChain:
     def __init__(self, linears: Sequence[nn.Linear], activations: Sequence[type[nn.Module] | None]):
         self.linears = list(linears)
         self.activations = list(activations)
+        # Parameters and functions looked up once: nn.Module attribute access costs more than a small matmul.
+        self._layers = [
+            (linear.weight, linear.bias, None if activation is None else _FUNCTIONS[activation])
+            for linear, activation in zip(self.linears, self.activations, strict=True)
+        ]
 
     @classmethod
     def from_modules(cls, *modules: nn.Module) -> LinearChain | None:
@@ -124,10 +129,10 @@ class LinearChain:
         :return: shape ``(N, out_features)``
         """
         with th.no_grad():
-            for linear, activation in zip(self.linears, self.activations, strict=True):
-                x = th.addmm(linear.bias, x, linear.weight.t())
-                if activation is not None:
-                    x = _FUNCTIONS[activation](x)
+            for weight, bias, function in self._layers:
+                x = th.addmm(bias, x, weight.t())
+                if function is not None:
+                    x = function(x)
         return x
 
     def split(self, vector: th.Tensor) -> list[th.Tensor]:
