@@ -386,8 +386,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         The class's ``forward`` is back in place afterwards, whatever happens.
         """
         policy = self.policy
-        actor = LinearChain.from_modules(policy.mlp_extractor.policy_net, policy.action_net)
-        critic = LinearChain.from_modules(policy.mlp_extractor.value_net, policy.value_net)
+        actor, critic = self._linear_chain("policy_net", "action_net"), self._linear_chain("value_net", "value_net")
         if (
             type(policy.action_dist) not in (DiagGaussianDistribution, CategoricalDistribution)
             or policy.squash_output
@@ -427,6 +426,16 @@ class TRPOPlus(OnPolicyAlgorithm):
         return actions.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[misc]
 
     # --------------------------------------------------------------- Fisher-vector products
+    def _linear_chain(self, body: str, head: str) -> LinearChain | None:
+        """
+        ``mlp_extractor.<body>`` followed by ``policy.<head>`` as a :class:`LinearChain`, or ``None`` when the
+        policy has no such modules or they are not a chain of Linear layers and supported activations.
+        """
+        modules = (getattr(self.policy.mlp_extractor, body, None), getattr(self.policy, head, None))
+        if not all(isinstance(module, nn.Module) for module in modules):
+            return None
+        return LinearChain.from_modules(*modules)  # type: ignore[arg-type]
+
     def _has_standard_actor(self) -> bool:
         """Whether the actor is SB3's own ``features -> mlp_extractor.policy_net -> action_net`` path."""
         policy = self.policy
@@ -451,7 +460,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         fisher = fisher_for(policy.action_dist)
         if fisher is None or not self._has_standard_actor():
             return None
-        chain = LinearChain.from_modules(policy.mlp_extractor.policy_net, policy.action_net)
+        chain = self._linear_chain("policy_net", "action_net")
         if chain is None:
             return None
         log_std = [policy.log_std] if isinstance(fisher, GaussianFisher) else []
@@ -614,7 +623,7 @@ class TRPOPlus(OnPolicyAlgorithm):
             return float("nan")
         policy, optimizer = self.policy, self.policy.optimizer
         features = self._critic_features(obs, critic_params)
-        chain = LinearChain.from_modules(policy.mlp_extractor.value_net, policy.value_net)
+        chain = self._linear_chain("value_net", "value_net")
         if (
             features is not None
             and chain is not None
