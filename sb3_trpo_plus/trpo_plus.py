@@ -112,6 +112,13 @@ class NonFiniteObservationError(ValueError):
     """The environment returned a NaN or infinite observation, which the policy cannot act on."""
 
 
+NON_FINITE_OBSERVATION = (
+    "The environment returned a non-finite (NaN or infinite) observation, so the policy cannot act; "
+    "training stopped with the parameters of the last update (the model can still be saved). "
+    "SB3's VecCheckNan wrapper finds the step that produced it."
+)
+
+
 def _all_finite(array: np.ndarray | dict[str, np.ndarray]) -> bool:
     values = array.values() if isinstance(array, dict) else [array]
     return all(np.isfinite(value).all() for value in values)
@@ -368,12 +375,8 @@ class TRPOPlus(OnPolicyAlgorithm):
             with self._fast_rollout_forward():
                 return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         except ValueError as error:
-            if self._last_obs is not None and not _all_finite(self._last_obs):  # type: ignore[arg-type]
-                raise NonFiniteObservationError(
-                    "The environment returned a non-finite (NaN or infinite) observation, so the policy cannot act; "
-                    "training stopped with the parameters of the last update (the model can still be saved). "
-                    "SB3's VecCheckNan wrapper finds the step that produced it."
-                ) from error
+            if not isinstance(error, NonFiniteObservationError) and not _all_finite(self._last_obs):  # type: ignore[arg-type]
+                raise NonFiniteObservationError(NON_FINITE_OBSERVATION) from error
             raise
 
     @contextlib.contextmanager
@@ -413,6 +416,8 @@ class TRPOPlus(OnPolicyAlgorithm):
         with th.no_grad():
             features = policy.extract_features(obs)
             pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
+            if not bool(th.isfinite(pi_features).all()):
+                raise NonFiniteObservationError(NON_FINITE_OBSERVATION)
             params = actor.output(pi_features)
             values = critic.output(vf_features)
             if isinstance(policy.action_dist, DiagGaussianDistribution):

@@ -133,9 +133,11 @@ def test_non_finite_rollout_skips_update_and_keeps_parameters(what: str, value: 
     assert th.equal(parameters_to_vector(loaded.policy.parameters()), after)
 
 
+@pytest.mark.parametrize("use_sde", [False, True], ids=["mlp_fast_path", "sb3_path"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_non_finite_observation_stops_training_with_named_error(value: float, tmp_path: Path) -> None:
-    model = TRPOPlus("MlpPolicy", NonFiniteEnv("observation", {70}, value), n_steps=64, batch_size=32, seed=0)
+def test_non_finite_observation_stops_training_with_named_error(value: float, use_sde: bool, tmp_path: Path) -> None:
+    env = NonFiniteEnv("observation", {70}, value)
+    model = TRPOPlus("MlpPolicy", env, n_steps=64, batch_size=32, use_sde=use_sde, seed=0)
     model.learn(64)
     before = parameters_to_vector(model.policy.parameters()).detach().clone()
     with pytest.raises(NonFiniteObservationError, match=r"non-finite .* observation"):
@@ -146,9 +148,10 @@ def test_non_finite_observation_stops_training_with_named_error(value: float, tm
 
 
 def test_non_finite_observation_without_crash_skips_update(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With torch's argument validation off, NaN observations reach the buffer: the update is skipped."""
+    """Should a NaN observation reach the buffer (here: SB3's gSDE path with torch's argument validation off),
+    the update is skipped."""
     monkeypatch.setattr(th.distributions.Distribution, "_validate_args", False)
-    model = TRPOPlus("MlpPolicy", NonFiniteEnv("observation", {10}), n_steps=64, batch_size=32, seed=0)
+    model = TRPOPlus("MlpPolicy", NonFiniteEnv("observation", {10}), n_steps=64, batch_size=32, use_sde=True, seed=0)
     before = parameters_to_vector(model.policy.parameters()).detach().clone()
     with pytest.warns(RuntimeWarning, match="non-finite.*observation"):
         model.learn(64)
