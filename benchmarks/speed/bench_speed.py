@@ -1,0 +1,975 @@
+"""Speed benchmark: TRPOPlus against sb3_contrib.TRPO, side by side, in one process.
+
+Sub-benchmarks (all run by default; pick some with ``--only``):
+
+``step``    the natural-gradient step alone: ``train()`` with ``n_critic_updates=0`` on identical rollout
+            buffers and identical initial weights; 25 CG iterations for both (residual tolerance 0),
+            damping 0.1, target_kl 0.01 per dimension (sb3-contrib) = 0.06 joint (TRPOPlus, 6 dims).
+            Cases: N=2048 with a 64x64 tanh MLP, N=16384 with 256x256 (obs dim 17, action dim 6).
+``train``   the whole ``train()`` at the RL Zoo HalfCheetah settings (2 envs x 1024 steps, batch 128,
+            20 critic epochs, 25 CG steps, damping 0.1, lr 1e-3, 64x64 tanh, target_kl 0.04 per dim = 0.24 joint)
+            on identical buffers.
+``e2e``     ``learn()`` on HalfCheetah-v5 (2 DummyVecEnv envs + VecNormalize, Zoo settings, library defaults
+            otherwise), and the same VecEnv stack stepped with random actions (the floor).
+``memory``  peak resident memory of the large step case (N=16384, 256x256), each algorithm in a fresh
+            subprocess: the peak during one step (``VmHWM``, reset after setup) minus the resident memory after setup.
+``--fisher-sub-sampling K`` (default 5; 0 disables) adds TRPOPlus(fisher_sub_sampling=K) to ``step`` and ``train``.
+
+Timings alternate the algorithms inside each repetition (order rotated every repetition) after warm-up
+runs, with ``torch.set_num_threads(1)``; medians are reported and ratios are sb3-contrib time / TRPOPlus time.
+Before each timed ``train()`` the policy weights and the optimizer state are restored, so every repetition
+does the same work.
+
+A correctness check runs first (not a timing assert): from identical weights and data, both steps must
+succeed their line search, stay inside the trust region and improve the surrogate, and their parameter
+updates must point the same way. It exits with status 1 when that check fails.
+
+Usage::
+
+    python benchmarks/speed/bench_speed.py                  # everything (~10 min on 2 cores)
+    python benchmarks/speed/bench_speed.py --only step,train --reps 15
+    python benchmarks/speed/bench_speed.py --profile        # where TRPOPlus's time goes (no results written)
+    python benchmarks/speed/bench_speed.py --code-ref HEAD  # the committed TRPOPlus, not the working tree's
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import datetime
+import functools
+import gc
+import io
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+
+SB3 = "sb3_contrib"
+PLUS = "trpo_plus"
+OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah shapes
+CG_STEPS, DAMPING = 25, 0.1
+TARGET_KL_PER_DIM = {"step": 0.01, "train": 0.04}  # sb3-contrib's (per action dimension)
+STEP_TARGET = 3.0
+E2E_TARGET = 1.5
+
+# Which TRPOPlus code is measured: the installed (editable) package, or a git revision exported by --code-ref.
+CODE: dict[str, str] = {}
+
+
+def use_code_ref(ref: str) -> None:
+    """
+    Measure ``sb3_trpo_plus`` as committed at git revision ``ref`` instead of the working tree: export it with
+    ``git archive`` to a temporary folder put first on ``sys.path`` (and on ``PYTHONPATH`` for the memory
+    subprocesses). Must run before anything imports ``sb3_trpo_plus``.
+    """
+    assert "sb3_trpo_plus" not in sys.modules, "sb3_trpo_plus was imported before --code-ref took effect"
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", sha, "sb3_trpo_plus"], capture_output=True, check=True)
+    target = tempfile.mkdtemp(prefix=f"sb3_trpo_plus_{sha}_")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
+    sys.path.insert(0, target)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [target, os.environ.get("PYTHONPATH")]))
+    CODE["label"] = f"commit {sha} (`--code-ref {ref}`, exported with git archive)"
+
+
+# Counts sb3-contrib's CG iterations; set by the patched solver below.
+_SB3_CG: dict[str, int] = {"iterations": -1}
+
+
+def patch_sb3_contrib_cg() -> None:
+    """
+    Make sb3-contrib's CG run exactly ``max_iter`` iterations (``residual_tol=0``: its tests are ``< tol``)
+    and count them. sb3-contrib's solver starts from ``x0 = 1e-4 * randn`` and so spends one extra
+    Hessian-vector product on the initial residual; its step size costs one more. Those are part of its cost.
+    """
+    from sb3_contrib.common import utils as contrib_utils
+    from sb3_contrib.trpo import trpo as contrib_trpo
+
+    original = contrib_utils.conjugate_gradient_solver
+
+    def solver(matrix_vector_dot_fn: Callable, b: th.Tensor, max_iter: int = 10, residual_tol: float = 1e-10):
+        calls = [0]
+
+        def counted(vector: th.Tensor) -> th.Tensor:
+            calls[0] += 1
+            return matrix_vector_dot_fn(vector)
+
+        x = original(counted, b, max_iter=max_iter, residual_tol=0.0)
+        _SB3_CG["iterations"] = calls[0] - 1  # minus the initial-residual product
+        return x
+
+    contrib_trpo.conjugate_gradient_solver = solver
+
+
+# ----------------------------------------------------------------------------------------- setup
+class ShapeEnv(gym.Env):
+    """An environment with HalfCheetah's spaces, only used to build the models (never stepped in timings)."""
+
+    def __init__(self, obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM):
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return np.zeros(self.observation_space.shape, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(self.observation_space.shape, np.float32), 0.0, False, False, {}
+
+
+@dataclass
+class Case:
+    name: str
+    n_envs: int
+    n_steps: int
+    hidden: int
+    n_critic_updates: int
+    target_kl_per_dim: float
+    batch_size: int = 128
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_envs * self.n_steps
+
+
+STEP_SMALL = Case("N2048_64x64", 2, 1024, 64, 0, TARGET_KL_PER_DIM["step"])
+STEP_LARGE = Case("N16384_256x256", 2, 8192, 256, 0, TARGET_KL_PER_DIM["step"])
+TRAIN_ZOO = Case("zoo_halfcheetah_N2048_64x64", 2, 1024, 64, 20, TARGET_KL_PER_DIM["train"])
+
+
+def algo_kwargs(case: Case) -> dict[str, Any]:
+    hidden = [case.hidden, case.hidden]
+    return {
+        "learning_rate": 1e-3,
+        "n_steps": case.n_steps,
+        "batch_size": case.batch_size,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "cg_max_steps": CG_STEPS,
+        "cg_damping": DAMPING,
+        "n_critic_updates": case.n_critic_updates,
+        "sub_sampling_factor": 1,
+        "policy_kwargs": {"net_arch": {"pi": hidden, "vf": hidden}},  # tanh: SB3's default activation
+        "seed": 0,
+        "device": "cpu",
+    }
+
+
+def variant_kwargs(algo: str) -> dict[str, Any]:
+    """TRPOPlus arguments encoded in an algorithm label: ``trpo_plus_fss5`` -> ``fisher_sub_sampling=5``,
+    ``trpo_plus_damping0.6`` -> ``cg_damping=0.6``."""
+    kwargs: dict[str, Any] = {}
+    for token in algo.removeprefix(PLUS).split("_"):
+        if token.startswith("fss"):
+            kwargs["fisher_sub_sampling"] = int(token[3:])
+        elif token.startswith("damping"):
+            kwargs["cg_damping"] = float(token[7:])
+    return kwargs
+
+
+def make_model(algo: str, env, kwargs: dict[str, Any], target_kl_per_dim: float):
+    """A model of ``algo`` ('sb3_contrib', 'trpo_plus' or a variant label) with the KL bound converted."""
+    from stable_baselines3.common.logger import Logger
+
+    if algo == SB3:
+        from sb3_contrib import TRPO
+
+        model = TRPO("MlpPolicy", env, target_kl=target_kl_per_dim, **kwargs)
+    else:
+        from sb3_trpo_plus import TRPOPlus
+
+        act_dim = int(np.prod(env.action_space.shape))
+        kwargs = {**kwargs, **variant_kwargs(algo)}
+        model = TRPOPlus("MlpPolicy", env, target_kl=target_kl_per_dim * act_dim, **kwargs)
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
+
+
+def fill_buffer(model, seed: int) -> None:
+    """Fill ``model.rollout_buffer`` with synthetic transitions drawn with the model's own policy."""
+    buffer, policy = model.rollout_buffer, model.policy
+    n_steps, n_envs = buffer.buffer_size, buffer.n_envs
+    rng = np.random.default_rng(seed)
+    th.manual_seed(seed)
+    obs = rng.standard_normal((n_steps + 1, n_envs, OBS_DIM)).astype(np.float32)
+    rewards = rng.standard_normal((n_steps, n_envs)).astype(np.float32)
+    starts = rng.random((n_steps + 1, n_envs)) < 1.0 / 1000  # episodes of ~1000 steps, like HalfCheetah
+    starts[0] = True
+    buffer.reset()
+    with th.no_grad():
+        flat = th.as_tensor(obs[:n_steps].reshape(-1, OBS_DIM))
+        actions, values, log_probs = policy(flat)
+        actions = actions.reshape(n_steps, n_envs, ACT_DIM).numpy()
+        values = values.reshape(n_steps, n_envs)
+        log_probs = log_probs.reshape(n_steps, n_envs)
+        last_values = policy.predict_values(th.as_tensor(obs[n_steps])).flatten()
+    for t in range(n_steps):
+        buffer.add(obs[t], actions[t], rewards[t], starts[t], values[t], log_probs[t])
+    buffer.compute_returns_and_advantage(last_values=last_values, dones=starts[n_steps])
+
+
+@dataclass
+class Contestant:
+    """One model with a frozen initial state, restored before every timed ``train()``."""
+
+    algo: str
+    model: Any
+    policy_state: dict = field(default_factory=dict)
+    optimizer_state: dict = field(default_factory=dict)
+
+    def snapshot(self) -> None:
+        self.policy_state = copy.deepcopy(self.model.policy.state_dict())
+        self.optimizer_state = copy.deepcopy(self.model.policy.optimizer.state_dict())
+
+    def restore(self) -> None:
+        self.model.policy.load_state_dict(self.policy_state)
+        self.model.policy.optimizer.load_state_dict(self.optimizer_state)
+
+
+def build_contestants(case: Case, algos: list[str], seed: int = 0) -> list[Contestant]:
+    """Models of ``algos`` with identical initial weights and identical rollout buffers."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = DummyVecEnv([ShapeEnv] * case.n_envs)
+    kwargs = algo_kwargs(case)
+    contestants = []
+    for algo in algos:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = make_model(algo, env, kwargs, case.target_kl_per_dim)
+        if algo != SB3:
+            model.cg_residual_tol = 0.0  # exactly cg_max_steps iterations
+        contestants.append(Contestant(algo, model))
+    reference = contestants[0].model
+    fill_buffer(reference, seed)
+    for contestant in contestants[1:]:
+        missing = contestant.model.policy.load_state_dict(reference.policy.state_dict())
+        assert not missing.missing_keys and not missing.unexpected_keys
+        contestant.model.rollout_buffer = copy.deepcopy(reference.rollout_buffer)
+    for contestant in contestants:
+        contestant.snapshot()
+    return contestants
+
+
+def timed_train(contestant: Contestant, seed: int) -> float:
+    contestant.restore()
+    np.random.seed(seed)
+    th.manual_seed(seed)
+    gc.collect()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sb3-contrib: mean of an empty list when n_critic_updates=0
+        start = time.perf_counter()
+        contestant.model.train()
+        return time.perf_counter() - start
+
+
+def alternate(
+    contestants: list[Contestant], reps: int, warmup: int, run: Callable[[Contestant, int], float]
+) -> dict[str, list[float]]:
+    """Time ``run`` on every contestant, alternating, order rotated each repetition; warm-up runs discarded."""
+    times: dict[str, list[float]] = defaultdict(list)
+    for rep in range(warmup + reps):
+        order = contestants[rep % len(contestants) :] + contestants[: rep % len(contestants)]
+        for contestant in order:
+            elapsed = run(contestant, rep)
+            if rep >= warmup:
+                times[contestant.algo].append(elapsed)
+    return times
+
+
+# ----------------------------------------------------------------------------------------- checks
+def actor_vector(policy) -> th.Tensor:
+    return th.cat([p.detach().reshape(-1) for name, p in policy.named_parameters() if "value" not in name])
+
+
+def check_steps(case: Case, algos: list[str]) -> list[dict[str, Any]]:
+    """
+    From identical weights and data, one step of each algorithm (``n_critic_updates=0``): line-search success,
+    joint KL(old || new) reached (recomputed here the same way for both), surrogate gain, CG iterations,
+    and the cosine between each parameter update and sb3-contrib's.
+    """
+    contestants = build_contestants(case, algos)
+    rows = []
+    deltas = {}
+    for contestant in contestants:
+        model = contestant.model
+        contestant.restore()
+        np.random.seed(0)
+        th.manual_seed(0)
+        samples = next(model.rollout_buffer.get(batch_size=None))
+        obs, actions = samples.observations, samples.actions
+        adv = samples.advantages
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        theta_old = actor_vector(model.policy)
+        with th.no_grad():
+            old = copy.copy(model.policy.get_distribution(obs)).distribution
+            surrogate_old = (adv * th.exp(old.log_prob(actions).sum(-1) - samples.old_log_prob)).mean().item()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.train()
+        with th.no_grad():
+            new = model.policy.get_distribution(obs).distribution
+            kl = th.distributions.kl_divergence(old, new).sum(-1).mean().item()
+            surrogate_new = (adv * th.exp(new.log_prob(actions).sum(-1) - samples.old_log_prob)).mean().item()
+        deltas[contestant.algo] = actor_vector(model.policy) - theta_old
+        logged = model.logger.name_to_value
+        rows.append(
+            {
+                "case": case.name,
+                "algo": contestant.algo,
+                "line_search_success": bool(logged["train/is_line_search_success"] > 0.5),
+                "kl_joint": kl,
+                "kl_bound_joint": case.target_kl_per_dim * ACT_DIM,
+                "logged_kl": float(logged["train/kl_divergence_loss"]),
+                "surrogate_gain": surrogate_new - surrogate_old,
+                "cg_iterations": _SB3_CG["iterations"] if contestant.algo == SB3 else int(logged["train/cg_iterations"]),
+                "line_search_steps": int(logged.get("train/line_search_steps", -1)),
+            }
+        )
+    reference = deltas[SB3]
+    for row in rows:
+        delta = deltas[row["algo"]]
+        row["cosine_vs_sb3"] = float(th.nn.functional.cosine_similarity(delta, reference, dim=0))
+        row["step_norm_ratio_vs_sb3"] = float(delta.norm() / reference.norm())
+        row["ok"] = (
+            row["line_search_success"]
+            and row["kl_joint"] <= row["kl_bound_joint"] * (1 + 1e-4)
+            and row["surrogate_gain"] > 0
+            and (row["cosine_vs_sb3"] > 0.99 or "damping" not in row["algo"])
+            and row["cg_iterations"] == CG_STEPS
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- benchmarks
+def summarize(benchmark: str, case: Case | str, times: dict[str, list[float]], **extra) -> list[dict[str, Any]]:
+    name = case if isinstance(case, str) else case.name
+    sb3_median = statistics.median(times[SB3]) if SB3 in times else float("nan")
+    rows = []
+    for algo, values in sorted(times.items(), key=lambda item: (item[0] != SB3, item[0] != PLUS, item[0])):
+        median = statistics.median(values)
+        rows.append(
+            {
+                "benchmark": benchmark,
+                "case": name,
+                "algo": algo,
+                "median_s": median,
+                "n_reps": len(values),
+                "min_s": min(values),
+                "max_s": max(values),
+                "speedup_vs_sb3": sb3_median / median,
+                **extra.get(algo, {}),
+            }
+        )
+    return rows
+
+
+def bench_train_cases(cases: list[tuple[str, Case, int, int]], fss: int, log: Callable) -> list[dict[str, Any]]:
+    rows = []
+    for benchmark, case, reps, warmup in cases:
+        algos = [SB3, PLUS] + ([f"{PLUS}_fss{fss}"] if fss > 1 else [])
+        contestants = build_contestants(case, algos)
+        times = alternate(contestants, reps, warmup, timed_train)
+        new_rows = summarize(benchmark, case, times)
+        for row in new_rows:
+            log(
+                f"  {benchmark:6s} {row['case']:30s} {row['algo']:18s} median {row['median_s'] * 1e3:9.1f} ms "
+                f"(n={row['n_reps']}, min {row['min_s'] * 1e3:.1f}, max {row['max_s'] * 1e3:.1f})  "
+                f"speedup {row['speedup_vs_sb3']:.2f}x"
+            )
+        rows += new_rows
+        del contestants
+        gc.collect()
+    return rows
+
+
+def make_halfcheetah_stack(seed: int):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    env = make_vec_env("HalfCheetah-v5", n_envs=2, seed=seed, vec_env_cls=DummyVecEnv)
+    return VecNormalize(env, gamma=0.99)  # RL Zoo: normalize: true, gamma from the hyperparameters
+
+
+def e2e_kwargs() -> dict[str, Any]:
+    """RL Zoo ``trpo.yml`` HalfCheetah-v4 (mujoco defaults): default MlpPolicy (64x64 tanh), target_kl 0.04."""
+    return {
+        "learning_rate": 1e-3,
+        "n_steps": 1024,
+        "batch_size": 128,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "cg_max_steps": CG_STEPS,
+        "cg_damping": DAMPING,
+        "n_critic_updates": 20,
+        "sub_sampling_factor": 1,
+        "device": "cpu",
+    }
+
+
+def bench_e2e(steps: int, reps: int, log: Callable) -> list[dict[str, Any]]:
+    """learn() on HalfCheetah-v5 for both algorithms and the random-action floor, alternating."""
+    from stable_baselines3.common.logger import Logger
+
+    def run(contestant: Contestant, rep: int) -> float:
+        env = make_halfcheetah_stack(seed=rep)
+        if contestant.algo == "random_actions":
+            rng = np.random.default_rng(rep)
+            gc.collect()
+            start = time.perf_counter()
+            env.reset()
+            for _ in range(steps // env.num_envs):
+                env.step(rng.uniform(-1.0, 1.0, (env.num_envs, ACT_DIM)).astype(np.float32))
+            elapsed = time.perf_counter() - start
+        else:
+            model = make_model(contestant.algo, env, dict(e2e_kwargs(), seed=rep), TARGET_KL_PER_DIM["train"])
+            model.set_logger(Logger(folder=None, output_formats=[]))
+            gc.collect()
+            start = time.perf_counter()
+            model.learn(total_timesteps=steps)
+            elapsed = time.perf_counter() - start
+            contestant.model = model.logger.name_to_value.copy()  # last update's diagnostics
+        env.close()
+        return elapsed
+
+    contestants = [Contestant(name, None) for name in (SB3, PLUS, "random_actions")]
+    # warm-up: one short learn() each (imports, MuJoCo model load, first allocations)
+    for contestant in contestants[:2]:
+        env = make_halfcheetah_stack(seed=99)
+        make_model(contestant.algo, env, dict(e2e_kwargs(), seed=99), TARGET_KL_PER_DIM["train"]).learn(2048)
+        env.close()
+    times = alternate(contestants, reps, 0, run)
+    floor = statistics.median(times["random_actions"])
+    extra = {
+        name: {
+            "steps": steps,
+            "steps_per_s": steps / statistics.median(values),
+            "overhead_s": statistics.median(values) - floor,
+        }
+        for name, values in times.items()
+    }
+    rows = summarize("e2e", f"HalfCheetah-v5_2envs_{steps}steps", times, **extra)
+    sb3_overhead = extra[SB3]["overhead_s"]
+    for row in rows:
+        row["overhead_speedup_vs_sb3"] = sb3_overhead / row["overhead_s"] if row["overhead_s"] > 0 else float("nan")
+        log(
+            f"  e2e    {row['algo']:18s} median {row['median_s']:.2f} s, {row['steps_per_s']:.0f} steps/s, "
+            f"overhead above floor {row['overhead_s']:.2f} s, speedup {row['speedup_vs_sb3']:.2f}x "
+            f"(overhead ratio {row['overhead_speedup_vs_sb3']:.2f}x)"
+        )
+    plus_diag = contestants[1].model
+    if isinstance(plus_diag, dict):
+        log(
+            f"  e2e    TRPOPlus last update: cg_iterations={plus_diag.get('train/cg_iterations')}, "
+            f"line_search_steps={plus_diag.get('train/line_search_steps')}, kl={plus_diag.get('train/kl')}"
+        )
+    return rows
+
+
+def _proc_status_kb(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def memory_child(algo: str) -> None:
+    """
+    Run in a fresh process: one large-case step; print the peak resident memory above the post-setup baseline.
+
+    On Linux the peak is the kernel's high-water mark ``VmHWM``, reset after setup by writing 5 to
+    ``/proc/self/clear_refs``; the baseline is ``VmRSS`` then. (``ru_maxrss`` is no good in a subprocess: Linux
+    carries the parent's high-water mark over fork and exec.) Elsewhere ``ru_maxrss`` is used.
+    """
+    th.set_num_threads(1)
+    patch_sb3_contrib_cg()
+    contestants = build_contestants(STEP_LARGE, [SB3] if algo == SB3 else [SB3, algo])
+    contestant = contestants[-1]
+    del contestants[:-1]
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        baseline, source = _proc_status_kb("VmRSS"), "VmHWM"
+    except OSError:
+        baseline, source = None, "ru_maxrss"
+    if baseline is None:
+        baseline, source = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
+    timed_train(contestant, 0)
+    peak = _proc_status_kb("VmHWM") if source == "VmHWM" else None
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"algo": algo, "baseline_kb": baseline, "peak_kb": peak, "source": source}))
+
+
+def bench_memory(algos: list[str], repeats: int, log: Callable) -> list[dict[str, Any]]:
+    results: dict[str, list[dict[str, int]]] = defaultdict(list)
+    for _ in range(repeats):
+        for algo in algos:
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-child", algo], capture_output=True, text=True, check=True
+            )
+            results[algo].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    rows = []
+    sb3_delta = statistics.median(r["peak_kb"] - r["baseline_kb"] for r in results[SB3])
+    for algo, runs in results.items():
+        delta = statistics.median(r["peak_kb"] - r["baseline_kb"] for r in runs)
+        rows.append(
+            {
+                "benchmark": "memory",
+                "case": STEP_LARGE.name,
+                "algo": algo,
+                "n_reps": len(runs),
+                "peak_rss_above_baseline_mb": delta / 1024,
+                "baseline_rss_mb": statistics.median(r["baseline_kb"] for r in runs) / 1024,
+                "peak_rss_mb": statistics.median(r["peak_kb"] for r in runs) / 1024,
+                "memory_ratio_vs_sb3": sb3_delta / delta if delta > 0 else float("nan"),
+            }
+        )
+        log(
+            f"  memory {algo:18s} peak RSS above baseline {delta / 1024:8.1f} MB "
+            f"(baseline {rows[-1]['baseline_rss_mb']:.0f} MB, peak {rows[-1]['peak_rss_mb']:.0f} MB)"
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- profile
+class SectionTimer:
+    """Accumulates wall time of wrapped callables (exclusive of nothing: nested sections overlap)."""
+
+    def __init__(self):
+        self.total: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.total[name] += time.perf_counter() - start
+                self.calls[name] += 1
+
+        return wrapper
+
+    def patch(self, owner: Any, attribute: str, name: str | None = None) -> None:
+        setattr(owner, attribute, self.wrap(name or attribute, getattr(owner, attribute)))
+
+    def report(self, whole: float, reps: int, log: Callable) -> None:
+        log(f"    {'section':44s} {'ms/update':>10s} {'share':>7s} {'calls/update':>13s}")
+        for name, total in sorted(self.total.items(), key=lambda item: -item[1]):
+            log(f"    {name:44s} {total / reps * 1e3:10.2f} {total / whole:7.1%} {self.calls[name] / reps:13.1f}")
+
+
+def profile_trpo_plus(log: Callable) -> None:
+    """Section timings of TRPOPlus in the step, train() and learn() benchmarks (wrapping adds ~1 us per call)."""
+    from stable_baselines3.common import buffers, on_policy_algorithm, policies
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    import sb3_trpo_plus.natural_gradient as ng
+    import sb3_trpo_plus.trpo_plus as tp
+
+    for benchmark, case, reps in (("step", STEP_SMALL, 20), ("step", STEP_LARGE, 3), ("train", TRAIN_ZOO, 10)):
+        timer = SectionTimer()
+        contestant = build_contestants(case, [PLUS])[0]
+        timed_train(contestant, 0)  # warm-up
+        model = contestant.model
+        originals = {
+            "gauss_newton_fvp": ng.gauss_newton_fvp,
+            "conjugate_gradient": tp.conjugate_gradient,
+            "backtracking_line_search": tp.backtracking_line_search,
+        }
+
+        def fvp_factory(*args, timer=timer, originals=originals, **kwargs):
+            start = time.perf_counter()
+            fvp = originals["gauss_newton_fvp"](*args, **kwargs)
+            timer.total["  fvp setup"] += time.perf_counter() - start
+            timer.calls["  fvp setup"] += 1
+            return timer.wrap("  fisher-vector product", fvp)
+
+        def wrap_fvp_method(method, closed_form: bool, timer=timer):
+            # TRPOPlus versions with their own FVP builders: time the setup and every product.
+            def builder(*args, **kwargs):
+                start = time.perf_counter()
+                built = method(*args, **kwargs)
+                timer.total["  fvp setup"] += time.perf_counter() - start
+                timer.calls["  fvp setup"] += 1
+                if built is None:
+                    return None
+                if closed_form:
+                    ordered, fvp = built
+                    return ordered, timer.wrap("  fisher-vector product (closed form)", fvp)
+                return timer.wrap("  fisher-vector product (autograd)", built)
+
+            return builder
+
+        if hasattr(model, "_autograd_fisher_vector_product"):
+            model._autograd_fisher_vector_product = wrap_fvp_method(model._autograd_fisher_vector_product, False)
+        else:
+            tp.gauss_newton_fvp = fvp_factory
+        if hasattr(model, "_mlp_fisher_vector_product"):
+            model._mlp_fisher_vector_product = wrap_fvp_method(model._mlp_fisher_vector_product, True)
+        tp.conjugate_gradient = timer.wrap(" conjugate_gradient (incl. FVPs)", originals["conjugate_gradient"])
+        tp.backtracking_line_search = timer.wrap(" line search", originals["backtracking_line_search"])
+        for attr, name in (
+            ("_policy_step", "_policy_step"),
+            ("_critic_step", "_critic_step"),
+            ("_fit_linear_chain", " _fit_linear_chain (critic minibatch loop)"),
+            ("_non_finite_rollout", "_non_finite_rollout"),
+            ("_distribution", "  policy.get_distribution (all calls)"),
+        ):
+            if hasattr(model, attr):
+                setattr(model, attr, timer.wrap(name, getattr(model, attr)))
+        model.rollout_buffer.get = timer.wrap("rollout_buffer.get", model.rollout_buffer.get)
+        whole = 0.0
+        for rep in range(reps):
+            whole += timed_train(contestant, rep)
+        tp.gauss_newton_fvp = originals["gauss_newton_fvp"]
+        tp.conjugate_gradient = originals["conjugate_gradient"]
+        tp.backtracking_line_search = originals["backtracking_line_search"]
+        log(f"  TRPOPlus {benchmark} {case.name}: train() {whole / reps * 1e3:.1f} ms per call")
+        timer.report(whole, reps, log)
+
+    # learn(): rollout collection vs train()
+    from sb3_trpo_plus import TRPOPlus
+
+    timer = SectionTimer()
+    env = make_halfcheetah_stack(seed=0)
+    model = make_model(PLUS, env, dict(e2e_kwargs(), seed=0), TARGET_KL_PER_DIM["train"])
+    model.learn(2048)
+    patches = [
+        (on_policy_algorithm.OnPolicyAlgorithm, "collect_rollouts", "collect_rollouts"),
+        (TRPOPlus, "train", "train"),
+        (policies.ActorCriticPolicy, "forward", " policy forward (SB3's ActorCriticPolicy.forward)"),
+        (VecNormalize, "step_wait", " VecNormalize.step_wait (incl. envs)"),
+        (DummyVecEnv, "step_wait", "  DummyVecEnv.step_wait (incl. envs)"),
+        (type(env.venv.envs[0].unwrapped), "step", "   HalfCheetahEnv.step (MuJoCo)"),
+        (buffers.RolloutBuffer, "add", " rollout_buffer.add"),
+        (buffers.RolloutBuffer, "compute_returns_and_advantage", " compute_returns_and_advantage"),
+        (VecNormalize, "normalize_obs", "  VecNormalize.normalize_obs"),
+        (VecNormalize, "normalize_reward", "  VecNormalize.normalize_reward"),
+    ]
+    if hasattr(TRPOPlus, "_mlp_forward"):  # TRPOPlus's closed-form rollout forward, where it has one
+        patches.append((TRPOPlus, "_mlp_forward", " policy forward (TRPOPlus._mlp_forward)"))
+    saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in patches]
+    for owner, attr, name in patches:
+        timer.patch(owner, attr, name)
+    steps = 20480
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=True)
+    whole = time.perf_counter() - start
+    for owner, attr, original in saved:
+        setattr(owner, attr, original)
+    updates = steps // 2048
+    log(f"  TRPOPlus learn() HalfCheetah-v5 {steps} steps: {whole:.2f} s ({steps / whole:.0f} steps/s), per update:")
+    timer.report(whole, updates, log)
+    env.close()
+
+
+# ----------------------------------------------------------------------------------------- output
+CSV_COLUMNS = [
+    "benchmark",
+    "case",
+    "algo",
+    "median_s",
+    "n_reps",
+    "min_s",
+    "max_s",
+    "speedup_vs_sb3",
+    "steps",
+    "steps_per_s",
+    "overhead_s",
+    "overhead_speedup_vs_sb3",
+    "peak_rss_above_baseline_mb",
+    "baseline_rss_mb",
+    "peak_rss_mb",
+    "memory_ratio_vs_sb3",
+]
+
+
+def machine_info() -> dict[str, str]:
+    import sb3_contrib
+    import stable_baselines3
+
+    import sb3_trpo_plus
+
+    model = platform.processor()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "sb3_trpo_plus"], capture_output=True, text=True
+        ).stdout.strip()
+        code = f"working tree at commit {commit}" + (" with uncommitted changes in sb3_trpo_plus/" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        code = "unknown"
+    code = CODE.get("label", code)
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "torch": th.__version__,
+        "torch_threads": str(th.get_num_threads()),
+        "stable_baselines3": stable_baselines3.__version__,
+        "sb3_contrib": sb3_contrib.__version__,
+        "sb3_trpo_plus": getattr(sb3_trpo_plus, "__version__", "?"),
+        "code": code,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def fmt(value: Any, spec: str) -> str:
+    return "" if value in (None, "") or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
+
+
+def write_outputs(rows: list[dict], checks: list[dict], info: dict[str, str], command: str, elapsed: float) -> None:
+    with open(HERE / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
+
+    lines = [
+        "# Speed: TRPOPlus vs sb3_contrib.TRPO",
+        "",
+        f"Command: `{command}` ({elapsed / 60:.1f} min). Generated by `bench_speed.py`; numbers in `results.csv`.",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores (shared; load average at the end {info['load']}), "
+        f"torch {info['torch']} CPU with `torch.set_num_threads(1)`, stable-baselines3 {info['stable_baselines3']}, "
+        f"sb3-contrib {info['sb3_contrib']}, Python {info['python']}, {info['date']}.",
+        "",
+        f"TRPOPlus code measured: sb3-trpo-plus {info['sb3_trpo_plus']}, {info['code']}.",
+        "",
+        "Speedup = sb3-contrib median time / TRPOPlus median time (higher is better). Algorithms alternate inside "
+        "every repetition after warm-up; every timed `train()` starts from the same weights, optimizer state and "
+        "rollout buffer. Both run exactly 25 CG iterations in `step` and `train` (residual tolerance 0; sb3-contrib "
+        "spends 27 Hessian-vector products for them: one on its random initial residual, one for the step size). "
+        "`target_kl` 0.01 per dim (sb3-contrib) = 0.06 joint (TRPOPlus) in `step`; 0.04 = 0.24 (RL Zoo HalfCheetah) "
+        "in `train` and `e2e`. `fss5` = TRPOPlus with `fisher_sub_sampling=5` (Fisher on every 5th sample; gradient "
+        "and line search on all).",
+        "",
+        "| benchmark | case | algo | median | reps | speedup vs sb3-contrib | target |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        if row["benchmark"] == "memory":
+            continue
+        target = ""
+        if row["algo"] == PLUS:
+            goal = E2E_TARGET if row["benchmark"] == "e2e" else STEP_TARGET
+            target = f"≥{goal:g}x: {'met' if row['speedup_vs_sb3'] >= goal else 'NOT met'}"
+        median = row["median_s"]
+        shown = f"{median:.2f} s" if median >= 1 else f"{median * 1e3:.1f} ms"
+        speedup = "(floor)" if row["algo"] == "random_actions" else f"{row['speedup_vs_sb3']:.2f}x"
+        lines.append(
+            f"| {row['benchmark']} | {row['case']} | {row['algo']} | {shown} | {row['n_reps']} | {speedup} | {target} |"
+        )
+    e2e = [row for row in rows if row["benchmark"] == "e2e"]
+    if e2e:
+        lines += [
+            "",
+            "End to end (`learn()`; the floor is the same VecEnv stack stepped with random actions):",
+            "",
+            "| algo | median | steps/s | overhead above floor | overhead ratio sb3-contrib / algo |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for row in e2e:
+            lines.append(
+                f"| {row['algo']} | {row['median_s']:.2f} s | {row['steps_per_s']:.0f} | {row['overhead_s']:.2f} s | "
+                f"{fmt(row.get('overhead_speedup_vs_sb3'), '.2f')} |"
+            )
+    memory = [row for row in rows if row["benchmark"] == "memory"]
+    if memory:
+        lines += [
+            "",
+            f"Memory, step case {STEP_LARGE.name} (fresh subprocess each; peak resident memory during one step "
+            "(`VmHWM`, reset after setup) minus the resident memory after setup):",
+            "",
+            "| algo | peak RSS above baseline | baseline RSS | peak RSS | sb3-contrib / algo |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for row in memory:
+            lines.append(
+                f"| {row['algo']} | {row['peak_rss_above_baseline_mb']:.0f} MB | {row['baseline_rss_mb']:.0f} MB | "
+                f"{row['peak_rss_mb']:.0f} MB | {fmt(row['memory_ratio_vs_sb3'], '.2f')}x |"
+            )
+    if checks:
+        lines += [
+            "",
+            "Correctness check (one step from identical weights and data, `n_critic_updates=0`; KL recomputed here as "
+            "the joint KL(old‖new) averaged over states; cosine = between this algorithm's parameter update and "
+            "sb3-contrib's):",
+            "",
+            "| case | algo | line search | KL reached (joint) | bound | surrogate gain | CG iterations | "
+            "cosine vs sb3 | step norm / sb3 | ok |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for row in checks:
+            lines.append(
+                f"| {row['case']} | {row['algo']} | {'success' if row['line_search_success'] else 'FAILED'} | "
+                f"{row['kl_joint']:.4f} | {row['kl_bound_joint']:.2f} | {row['surrogate_gain']:.4f} | "
+                f"{row['cg_iterations']} | {row['cosine_vs_sb3']:.4f} | {row['step_norm_ratio_vs_sb3']:.3f} | "
+                f"{'yes' if row['ok'] else 'NO'} |"
+            )
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    plot(rows)
+
+
+def plot(rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = [row for row in rows if row["benchmark"] != "memory" and row["algo"] not in (SB3, "random_actions")]
+    if not bars:
+        return
+    short = {"step": "step", "train": "train()", "e2e": "learn()"}
+    newline = "\n"
+    labels = [
+        f"{short[row['benchmark']]}\n"
+        f"{row['case'].replace('zoo_halfcheetah_', 'Zoo ').replace('_2envs_', newline + '2 envs ').replace('_', ' ')}"
+        f"\n{row['algo'].replace('trpo_plus', 'TRPOPlus').replace('_fss', ' fss=')}"
+        for row in bars
+    ]
+    values = [row["speedup_vs_sb3"] for row in bars]
+    colors = ["tab:blue" if row["algo"] == PLUS else "tab:cyan" for row in bars]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(bars)), 4.8))
+    ax.bar(range(len(bars)), values, color=colors)
+    ax.set_yscale("log")
+    for index, value in enumerate(values):
+        ax.text(index, value, f"{value:.2f}x", ha="center", va="bottom", fontsize=9)
+    ax.axhline(STEP_TARGET, color="tab:red", linestyle="--", label=f"target {STEP_TARGET:g}x (step, train)")
+    ax.axhline(E2E_TARGET, color="tab:orange", linestyle=":", label=f"target {E2E_TARGET:g}x (end to end)")
+    ax.axhline(1.0, color="gray", linewidth=0.8)
+    top = max([*values, STEP_TARGET]) * 1.6
+    ax.set_ylim(0.5, top)
+    ticks = [tick for tick in (0.5, 1, 1.5, 2, 3, 5, 10, 20, 50, 100) if tick <= top]
+    ax.set_yticks(ticks, [f"{tick:g}" for tick in ticks])
+    ax.minorticks_off()
+    ax.set_xticks(range(len(bars)), labels, fontsize=7)
+    ax.set_ylabel("speedup: sb3-contrib time / TRPOPlus time (log)")
+    ax.set_title("TRPOPlus vs sb3_contrib.TRPO (medians, 1 torch thread; dark: defaults, light: fisher_sub_sampling)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(HERE / "speedup.png", dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------- main
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="step,train,e2e,memory", help="comma-separated subset of the benchmarks")
+    parser.add_argument("--reps", type=int, default=15, help="timed repetitions of the small step and train()")
+    parser.add_argument("--large-reps", type=int, default=3, help="timed repetitions of the large step case")
+    parser.add_argument("--e2e-reps", type=int, default=3, help="learn() repetitions per algorithm")
+    parser.add_argument("--e2e-steps", type=int, default=20480, help="environment steps per learn()")
+    parser.add_argument("--memory-reps", type=int, default=2, help="fresh subprocesses per algorithm")
+    parser.add_argument("--fisher-sub-sampling", type=int, default=5, help="extra TRPOPlus variant; 0 or 1: none")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not overwrite the committed results")
+    parser.add_argument("--profile", action="store_true", help="section timings of TRPOPlus instead of the benchmark")
+    parser.add_argument(
+        "--code-ref", help="measure sb3_trpo_plus as committed at this git revision (e.g. HEAD) instead of the working tree"
+    )
+    parser.add_argument("--replot", action="store_true", help="redraw speedup.png from results.csv and exit")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.replot:
+        with open(HERE / "results.csv", newline="") as handle:
+            rows = [
+                {key: (float(value) if key.endswith(("_s", "_sb3")) and value else value) for key, value in row.items()}
+                for row in csv.DictReader(handle)
+            ]
+        plot(rows)
+        return 0
+    if args.code_ref:
+        use_code_ref(args.code_ref)
+
+    if args.memory_child:
+        memory_child(args.memory_child)
+        return 0
+    th.set_num_threads(1)
+    patch_sb3_contrib_cg()
+    log = functools.partial(print, flush=True)
+    if args.profile:
+        profile_trpo_plus(log)
+        return 0
+
+    started = time.perf_counter()
+    only = set(args.only.split(","))
+    fss = args.fisher_sub_sampling if args.fisher_sub_sampling > 1 else 0
+    checks: list[dict] = []
+    rows: list[dict] = []
+    if only & {"step", "train"}:
+        log("correctness check (one step each from identical weights and data):")
+        # trpo_plus_damping0.6: TRPOPlus's damping acts on the joint Fisher, 6x sb3-contrib's per-dimension one,
+        # so cg_damping=0.6 solves the very system sb3-contrib solves with 0.1: its update must match sb3-contrib's.
+        matched = f"{PLUS}_damping{DAMPING * ACT_DIM:g}"
+        for case in (STEP_SMALL, STEP_LARGE):
+            checks += check_steps(case, [SB3, PLUS, matched] + ([f"{PLUS}_fss{fss}"] if fss else []))
+        for row in checks:
+            log(
+                f"  {row['case']:16s} {row['algo']:18s} line search {'ok' if row['line_search_success'] else 'FAIL'}"
+                f", KL {row['kl_joint']:.4f} (bound {row['kl_bound_joint']:.2f}), gain {row['surrogate_gain']:.4f}, "
+                f"CG {row['cg_iterations']}, cos vs sb3 {row['cosine_vs_sb3']:.4f}, "
+                f"|step|/sb3 {row['step_norm_ratio_vs_sb3']:.3f} -> {'ok' if row['ok'] else 'NOT OK'}"
+            )
+    cases = []
+    if "step" in only:
+        cases += [("step", STEP_SMALL, args.reps, 3), ("step", STEP_LARGE, args.large_reps, 1)]
+    if "train" in only:
+        cases += [("train", TRAIN_ZOO, args.reps, 2)]
+    if cases:
+        log("timings (train() on identical buffers):")
+        rows += bench_train_cases(cases, fss, log)
+    if "e2e" in only:
+        log("end to end (learn() on HalfCheetah-v5):")
+        rows += bench_e2e(args.e2e_steps, args.e2e_reps, log)
+    if "memory" in only:
+        log("memory (fresh subprocess per run):")
+        rows += bench_memory([SB3, PLUS] + ([f"{PLUS}_fss{fss}"] if fss else []), args.memory_reps, log)
+    elapsed = time.perf_counter() - started
+    if not args.no_write:
+        command = "python benchmarks/speed/bench_speed.py" + "".join(f" {arg}" for arg in sys.argv[1:])
+        write_outputs(rows, checks, machine_info(), command, elapsed)
+        log(f"wrote {HERE / 'results.csv'}, {HERE / 'RESULTS.md'}, {HERE / 'speedup.png'}")
+    log(f"total {elapsed / 60:.1f} min")
+    return 0 if all(row["ok"] for row in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
