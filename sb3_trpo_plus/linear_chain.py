@@ -9,7 +9,7 @@ closed forms, computed here with a handful of matrix products per call:
 * :func:`chain_fisher_vector_product`: Gauss-Newton products ``J^T M J v`` with ``J`` the Jacobian of the
   chain's output: the tangent is pushed forward and the cotangent back through activations cached once per
   update, with plain matrix products and no autograd graph.
-* :func:`chain_mse_gradient`: the gradient of the mean squared error of the chain's scalar output
+* :class:`ChainMseGradient`: the gradient of the mean squared error of the chain's scalar output
   (ordinary back-propagation, written out).
 
 Every function is checked against autograd in ``tests/test_linear_chain.py``; anything that is not such a
@@ -97,22 +97,20 @@ class LinearChain:
         """``[W_1, b_1, W_2, b_2, ...]``, the order of every flat vector used here."""
         return [p for linear in self.linears for p in (linear.weight, linear.bias)]  # type: ignore[misc]
 
-    def forward(self, x: th.Tensor, weights: Sequence[th.Tensor] | None = None) -> ChainCache:
+    def forward(self, x: th.Tensor) -> ChainCache:
         """
         Forward pass without autograd, keeping each layer's input and activation derivative.
 
         :param x: batch of inputs, shape ``(N, in_features)``
-        :param weights: tensors to use instead of :attr:`parameters` (same order and shapes)
         :return: the cache, whose ``output`` is the chain's output
         """
-        weights = self.parameters if weights is None else weights
         inputs: list[th.Tensor] = []
         derivatives: list[th.Tensor | None] = []
         h = x
         with th.no_grad():
-            for k, activation in enumerate(self.activations):
+            for (weight, bias, _), activation in zip(self._layers, self.activations, strict=True):
                 inputs.append(h)
-                z = th.addmm(weights[2 * k + 1], h, weights[2 * k].t())
+                z = th.addmm(bias, h, weight.t())
                 if activation is None or activation is nn.Identity:
                     h = z
                     derivatives.append(None)
@@ -189,36 +187,57 @@ def chain_fisher_vector_product(
     return fvp
 
 
-def chain_mse_gradient(
-    chain: LinearChain,
-    x: th.Tensor,
-    targets: th.Tensor,
-    out: th.Tensor,
-    weights: Sequence[th.Tensor] | None = None,
-) -> th.Tensor:
+class ChainMseGradient:
     """
-    Gradient of ``mean((chain(x) - targets)^2)`` (a chain with one output) with respect to
-    ``chain.parameters``, written into the flat buffer ``out``; returns the loss.
+    Gradient of ``mean((chain(x) - targets)^2)`` (a chain with one output), for parameters held in one flat
+    vector and a gradient written into one flat buffer: both split into per-layer views once, so a call costs
+    only the forward and backward matrix products (ordinary back-propagation, written out).
 
-    :param chain: the chain
-    :param x: inputs, shape ``(N, in_features)``
-    :param targets: regression targets, shape ``(N,)``
-    :param out: flat gradient buffer laid out as ``chain.parameters``
-    :param weights: tensors to use instead of ``chain.parameters`` (same order and shapes)
-    :return: the loss (a 0-dim tensor, no host synchronisation)
+    :param chain: the chain (its structure; its modules' own parameters are not read)
+    :param flat_params: the parameters, laid out as ``chain.parameters``; read at every call, so in-place
+        updates (an optimizer step on the flat vector) are seen
+    :param flat_grad: buffer the gradient is written into, same layout
     """
-    weights = chain.parameters if weights is None else weights
-    cache = chain.forward(x, weights)
-    grads = chain.split(out)
-    with th.no_grad():
-        error = cache.output.squeeze(1) - targets
-        delta = (error * (2.0 / error.shape[0])).unsqueeze(1)
-        for k in range(len(chain.linears) - 1, -1, -1):
-            th.mm(delta.t(), cache.inputs[k], out=grads[2 * k])
-            th.sum(delta, dim=0, out=grads[2 * k + 1])
-            if k > 0:
-                delta = th.mm(delta, weights[2 * k])
-                derivative = cache.derivatives[k - 1]
-                if derivative is not None:
-                    delta = delta * derivative
-        return (error * error).mean()
+
+    def __init__(self, chain: LinearChain, flat_params: th.Tensor, flat_grad: th.Tensor):
+        weights, grads = chain.split(flat_params), chain.split(flat_grad)
+        self._layers = [
+            (
+                weights[2 * k],
+                weights[2 * k].t(),
+                weights[2 * k + 1],
+                None if activation in (None, nn.Identity) else _FUNCTIONS[activation],  # type: ignore[index]
+                None if activation in (None, nn.Identity) else _DERIVATIVES[activation],  # type: ignore[index]
+            )
+            for k, activation in enumerate(chain.activations)
+        ]
+        self._grads = [(grads[2 * k], grads[2 * k + 1]) for k in range(len(chain.activations))]
+
+    def __call__(self, x: th.Tensor, targets: th.Tensor) -> th.Tensor:
+        """
+        :param x: inputs, shape ``(N, in_features)``
+        :param targets: regression targets, shape ``(N,)``
+        :return: the loss (a 0-dim tensor, no host synchronisation); the gradient is in ``flat_grad``
+        """
+        inputs: list[th.Tensor] = []
+        derivatives: list[th.Tensor | None] = []
+        h = x
+        with th.no_grad():
+            for _, weight_t, bias, function, derivative in self._layers:
+                inputs.append(h)
+                h = th.addmm(bias, h, weight_t)
+                if function is not None:
+                    h = function(h)
+                derivatives.append(None if derivative is None else derivative(h))
+            error = h.squeeze(1) - targets
+            delta = (error * (2.0 / error.shape[0])).unsqueeze(1)
+            for k in range(len(self._layers) - 1, -1, -1):
+                grad_weight, grad_bias = self._grads[k]
+                th.mm(delta.t(), inputs[k], out=grad_weight)
+                th.sum(delta, dim=0, out=grad_bias)
+                if k > 0:
+                    delta = th.mm(delta, self._layers[k][0])
+                    slope = derivatives[k - 1]
+                    if slope is not None:
+                        delta = delta * slope
+            return (error * error).mean()

@@ -39,7 +39,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.optim.adam import adam
 
 from sb3_trpo_plus.fisher import GaussianFisher, fisher_for, joint_kl
-from sb3_trpo_plus.linear_chain import LinearChain, chain_fisher_vector_product, chain_mse_gradient
+from sb3_trpo_plus.linear_chain import ChainMseGradient, LinearChain, chain_fisher_vector_product
 from sb3_trpo_plus.natural_gradient import (
     MatVec,
     backtracking_line_search,
@@ -664,7 +664,7 @@ class TRPOPlus(OnPolicyAlgorithm):
     def _fit_linear_chain(self, chain: LinearChain, features: th.Tensor, returns: th.Tensor) -> list[th.Tensor]:
         """
         The critic's regression when the critic is an MLP head (SB3's ``MlpPolicy``): closed-form gradients
-        (:func:`~sb3_trpo_plus.linear_chain.chain_mse_gradient`) and torch's functional Adam on one flat
+        (:class:`~sb3_trpo_plus.linear_chain.ChainMseGradient`) and torch's functional Adam on one flat
         parameter vector. The Adam state lives in the policy's optimizer before and after, so saving, loading
         and the generic path see the same optimizer.
         """
@@ -672,14 +672,14 @@ class TRPOPlus(OnPolicyAlgorithm):
         optimizer = self.policy.optimizer
         group = optimizer.param_groups[0]
         flat = parameters_to_vector(params).detach().clone()
-        weights = chain.split(flat)
         grad = th.empty_like(flat)
+        mse_gradient = ChainMseGradient(chain, flat, grad)
         exp_avg, exp_avg_sq, step = gather_adam_state(optimizer, params, flat)
         fused = bool(group.get("fused"))
         beta1, beta2 = group["betas"]
         losses = []
         for index in self._critic_minibatches(returns):
-            losses.append(chain_mse_gradient(chain, features[index], returns[index], grad, weights))
+            losses.append(mse_gradient(features[index], returns[index]))
             adam(
                 [flat],
                 [grad],

@@ -8,7 +8,7 @@ import pytest
 import torch as th
 from torch import nn
 
-from sb3_trpo_plus.linear_chain import LinearChain, chain_fisher_vector_product, chain_mse_gradient
+from sb3_trpo_plus.linear_chain import ChainMseGradient, LinearChain, chain_fisher_vector_product
 
 
 def make_chain(activation: type[nn.Module], widths=(5, 7, 6), out: int = 3) -> tuple[nn.Sequential, nn.Linear]:
@@ -72,9 +72,20 @@ def test_mse_gradient_matches_autograd(activation: type[nn.Module]) -> None:
     chain = LinearChain.from_modules(body, head)
     assert chain is not None
     x, targets = th.randn(32, 5, dtype=th.float64), th.randn(32, dtype=th.float64)
-    buffer = th.empty(sum(p.numel() for p in chain.parameters), dtype=th.float64)
-    loss = chain_mse_gradient(chain, x, targets, buffer)
+    flat = th.cat([p.detach().reshape(-1) for p in chain.parameters])
+    buffer = th.empty_like(flat)
+    gradient = ChainMseGradient(chain, flat, buffer)
+    loss = gradient(x, targets)
     expected_loss = nn.functional.mse_loss(head(body(x)).flatten(), targets)
     expected = th.cat([g.reshape(-1) for g in th.autograd.grad(expected_loss, chain.parameters)])
     assert th.allclose(loss, expected_loss)
+    assert th.allclose(buffer, expected, rtol=1e-10, atol=1e-12)
+    # the flat parameters are read at every call: an in-place update is seen
+    flat.mul_(0.5)
+    with th.no_grad():
+        for param in chain.parameters:
+            param.mul_(0.5)
+    gradient(x, targets)
+    expected_loss = nn.functional.mse_loss(head(body(x)).flatten(), targets)
+    expected = th.cat([g.reshape(-1) for g in th.autograd.grad(expected_loss, chain.parameters)])
     assert th.allclose(buffer, expected, rtol=1e-10, atol=1e-12)
