@@ -153,7 +153,9 @@ class TRPOPlus(OnPolicyAlgorithm):
 
     Paper: https://arxiv.org/abs/1502.05477. A drop-in replacement for ``sb3_contrib.TRPO``: same
     arguments with the same meaning, except ``target_kl``, which bounds the KL of the whole action
-    distribution (summed over action dimensions) instead of its average over action dimensions.
+    distribution (summed over action dimensions) instead of its average over action dimensions, and
+    ``cg_damping``, which damps the Fisher of that KL; for Box and MultiBinary actions multiply both of
+    sb3-contrib's values by the number of action dimensions to get the same update.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -164,7 +166,9 @@ class TRPOPlus(OnPolicyAlgorithm):
     :param batch_size: Minibatch size of the critic's regression (>= 1)
     :param gamma: Discount factor, in [0, 1]
     :param cg_max_steps: Maximum number of conjugate-gradient iterations (Fisher-vector products), >= 1
-    :param cg_damping: Damping lambda >= 0 added to the Fisher: CG solves (F + lambda I) s = g
+    :param cg_damping: Damping lambda >= 0 added to the Fisher: CG solves (F + lambda I) s = g. F is the Fisher of
+        the joint KL, action dimensions times the one ``sb3_contrib.TRPO`` damps: its value times the number of
+        action dimensions is the equivalent here (Box and MultiBinary actions)
     :param line_search_shrinking_factor: Step-size reduction alpha in (0, 1) of the backtracking
         line search (``theta_new = theta + alpha^j * step``)
     :param line_search_max_iter: Number of candidates the line search tries (>= 1)
