@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from pathlib import Path
 
@@ -105,3 +106,34 @@ def test_vec_normalize_callbacks_tensorboard_progress_bar(algo, tmp_path: Path) 
     assert (tmp_path / "eval" / "evaluations.npz").exists()
     assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert model.num_timesteps == 512
+
+
+@pytest.mark.parametrize("env_id, action_dims", [("HalfCheetah-v5", 6), ("Pendulum-v1", 1)])
+def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: int) -> None:
+    """With target_kl and cg_damping multiplied by the action dimensions, one update on the same data and
+    the same initial weights moves the actor as sb3_contrib.TRPO does."""
+    from torch.nn.utils import parameters_to_vector
+
+    from tests.test_update import collect
+
+    env = make_vec_env(env_id, n_envs=2, seed=0)
+    common = {"n_steps": 256, "n_critic_updates": 0, "cg_max_steps": 10, "seed": 0}
+    ours = TRPOPlus("MlpPolicy", env, target_kl=0.01 * action_dims, cg_damping=0.1 * action_dims, **common)
+    theirs = TRPO("MlpPolicy", env, target_kl=0.01, cg_damping=0.1, **common)
+    theirs.policy.load_state_dict(ours.policy.state_dict())
+    collect(ours)
+    theirs._setup_learn(512, None)
+    theirs.rollout_buffer = copy.deepcopy(ours.rollout_buffer)
+
+    def actor(model) -> th.Tensor:
+        return parameters_to_vector([p for n, p in model.policy.named_parameters() if "value" not in n]).detach()
+
+    start = actor(ours)
+    with pytest.warns(RuntimeWarning):  # sb3-contrib: np.mean of an empty list of critic losses
+        theirs.train()
+    ours.train()
+    assert ours.logger.name_to_value["train/is_line_search_success"] == 1.0
+    ours_step, theirs_step = actor(ours) - start, actor(theirs) - start
+    cosine = float(ours_step @ theirs_step / (ours_step.norm() * theirs_step.norm()))
+    assert cosine > 0.999
+    assert float(ours_step.norm() / theirs_step.norm()) == pytest.approx(1.0, abs=0.01)
