@@ -29,7 +29,8 @@ from stable_baselines3.common.distributions import (
 )
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, BasePolicy
-from stable_baselines3.common.torch_layers import MlpExtractor
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
@@ -387,7 +388,7 @@ class TRPOPlus(OnPolicyAlgorithm):
     def _fast_rollout_forward(self) -> Iterator[None]:
         """
         While collecting rollouts, replace the policy's ``forward`` (the only policy call SB3's loop makes per
-        step) by :meth:`_mlp_forward` when the policy is SB3's MLP actor-critic with a diagonal Gaussian
+        step) by a closed form when the policy is SB3's MLP actor-critic with a diagonal Gaussian
         (no gSDE, no squashing) or categorical action distribution: the same distribution and values,
         computed with a few matrix products instead of SB3's module calls and torch distribution objects.
         The class's ``forward`` is back in place afterwards, whatever happens.
@@ -406,33 +407,44 @@ class TRPOPlus(OnPolicyAlgorithm):
         ):
             yield
             return
-        policy.forward = lambda obs, deterministic=False: self._mlp_forward(actor, critic, obs, deterministic)  # type: ignore[method-assign]
+        # Constant while collecting (the parameters only change in train()): computed once per rollout.
+        flatten = all(
+            type(extractor) is FlattenExtractor for extractor in (policy.pi_features_extractor, policy.vf_features_extractor)
+        )
+        with th.no_grad():
+            gaussian = isinstance(policy.action_dist, DiagGaussianDistribution)
+            std = policy.log_std.exp() if gaussian else None
+            log_prob_offset = -(policy.log_std + LOG_SQRT_2PI).sum() if gaussian else None
+
+        def forward(obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+            """``ActorCriticPolicy.forward`` for MLP heads: actions, values and log-probabilities of the actions."""
+            with th.no_grad():
+                if flatten:  # SB3's default extractor: preprocessing and a flatten, without the module calls
+                    pi_features = vf_features = preprocess_obs(
+                        obs, policy.observation_space, normalize_images=policy.normalize_images
+                    ).flatten(1)  # type: ignore[union-attr]
+                else:
+                    features = policy.extract_features(obs)
+                    pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
+                if not bool(th.isfinite(pi_features).all()):
+                    raise NonFiniteObservationError(NON_FINITE_OBSERVATION)
+                params = actor.output(pi_features)
+                values = critic.output(vf_features)
+                if std is not None and log_prob_offset is not None:
+                    noise = th.zeros_like(params) if deterministic else th.randn_like(params)
+                    actions = th.addcmul(params, noise, std)
+                    log_prob = noise.square().sum(dim=1).mul_(-0.5).add_(log_prob_offset)
+                else:
+                    log_probs = th.log_softmax(params, dim=1)
+                    actions = log_probs.argmax(dim=1) if deterministic else th.multinomial(log_probs.exp(), 1).squeeze(1)
+                    log_prob = log_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
+            return actions.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[misc]
+
+        policy.forward = forward  # type: ignore[method-assign]
         try:
             yield
         finally:
             del policy.forward
-
-    def _mlp_forward(
-        self, actor: LinearChain, critic: LinearChain, obs: PyTorchObs, deterministic: bool = False
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """``ActorCriticPolicy.forward`` for MLP heads: actions, values and log-probabilities of the actions."""
-        policy = self.policy
-        with th.no_grad():
-            features = policy.extract_features(obs)
-            pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
-            if not bool(th.isfinite(pi_features).all()):
-                raise NonFiniteObservationError(NON_FINITE_OBSERVATION)
-            params = actor.output(pi_features)
-            values = critic.output(vf_features)
-            if isinstance(policy.action_dist, DiagGaussianDistribution):
-                noise = th.zeros_like(params) if deterministic else th.randn_like(params)
-                actions = params + noise * policy.log_std.exp()
-                log_prob = (-0.5 * noise.square() - policy.log_std - LOG_SQRT_2PI).sum(dim=1)
-            else:
-                log_probs = th.log_softmax(params, dim=1)
-                actions = log_probs.argmax(dim=1) if deterministic else th.multinomial(log_probs.exp(), 1).squeeze(1)
-                log_prob = log_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
-        return actions.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[misc]
 
     # --------------------------------------------------------------- Fisher-vector products
     def _linear_chain(self, body: str, head: str) -> LinearChain | None:
