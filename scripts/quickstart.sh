@@ -9,5 +9,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e ".[mujoco]"
+.venv/bin/python -m pip install --quiet ".[mujoco]"
 .venv/bin/python -m sb3_trpo_plus "$@"
