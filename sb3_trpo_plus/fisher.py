@@ -39,7 +39,7 @@ from stable_baselines3.common.distributions import (
 from stable_baselines3.common.distributions import kl_divergence as sb3_kl_divergence
 from torch.distributions import Bernoulli, Categorical, Normal
 
-DistParams = tuple[th.Tensor, ...]
+from sb3_trpo_plus.natural_gradient import DistParams
 
 
 class DistributionFisher(ABC):
