@@ -11,6 +11,7 @@ import ast
 import time
 from typing import Any
 
+import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -55,7 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save-path", default=None, help="where to save the model (default: trpo_plus_<env>.zip)")
     parser.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="TRPOPlus arguments")
     parser.add_argument("--no-progress-bar", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: fastest for small MLPs, and on shared machines)"
+    )
     args = parser.parse_args(argv)
+    th.set_num_threads(args.threads)
 
     timesteps, n_envs, hyperparams = PRESETS.get(args.env, (100_000, 1, {}))
     timesteps = args.timesteps if args.timesteps is not None else timesteps
