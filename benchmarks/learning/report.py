@@ -297,7 +297,9 @@ def main() -> None:
         "Protocol: RL Zoo env stack and hyperparameters (built by `rl_zoo3`'s `ExperimentManager`), one torch thread, "
         "final score = mean return of 10 deterministic episodes on a separate eval env whose `VecNormalize` "
         "statistics are a frozen copy of the training ones. Table cells: mean ± sample std across seeds "
-        "(number of seeds). Queue command: `python benchmarks/learning/run_queue.py --algo <algo>`.",
+        "(number of seeds). Queue command: `python benchmarks/learning/run_queue.py --algo <algo>`. "
+        "The CPU is shared with other work (sometimes two benchmark runs at once): wall times are inflated and "
+        "noisy; the per-process CPU time is the better cost measure (not recorded by the first runs).",
         "",
         f"Runs started between {dates[0] if dates else '—'} and {dates[-1] if dates else '—'}.",
         "",
@@ -307,7 +309,7 @@ def main() -> None:
         "",
         "## Final return per task",
         "",
-        "| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " | wall time per run (min) |",
+        "| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " | wall / CPU time per run (min) |",
         "|---|---|" + "---|" * len(ALGOS) + "---|",
     ]
     for env in envs:
@@ -317,7 +319,9 @@ def main() -> None:
             sel = [r for r in runs if r["env"] == env and r["algo"] == algo]
             cells.append(fmt([r["final_eval"]["mean"] for r in sel]))
             if sel:
-                walls.append(f"{algo}: {np.mean([r['wall_time_s'] for r in sel]) / 60:.1f}")
+                cpu = [r["cpu_time_s"] for r in sel if "cpu_time_s" in r]
+                cpu_text = f"{np.mean(cpu) / 60:.1f}" if cpu else "—"
+                walls.append(f"{algo}: {np.mean([r['wall_time_s'] for r in sel]) / 60:.1f} / {cpu_text}")
         lines.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + f" | {'; '.join(walls)} |")
     lines += ["", "## MuJoCo aggregate (rliable)", "", *iqm_lines, "", "## Learning curves", ""]
     lines += [f"![{name[:-4]}](plots/{name})" for name in plots]
