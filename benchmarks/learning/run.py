@@ -213,6 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     if json_path.exists() and not args.force:
         print(f"skip: {json_path} exists")
         return None
+    git_at_start = git_state()  # the code this process imports; the checkout may move on during the run
 
     import numpy as np
     import torch as th
@@ -363,7 +364,8 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         "normalize_kwargs": _jsonable(manager.normalize_kwargs) if manager.normalize else None,
         "torch_threads": th.get_num_threads(),
         "versions": versions(),
-        "git": git_state(),
+        "git": git_at_start,
+        "git_at_end": git_state(),
         "machine": machine(),
         "command": command,
         "curve_csv": csv_path.name,
