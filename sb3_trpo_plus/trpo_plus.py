@@ -468,12 +468,13 @@ class TRPOPlus(OnPolicyAlgorithm):
         )
 
     def _mlp_fisher_vector_product(
-        self, obs: PyTorchObs, actor_params: list[nn.Parameter]
+        self, obs: PyTorchObs, actor_params: list[nn.Parameter], distribution: Distribution | None = None
     ) -> tuple[list[nn.Parameter], MatVec] | None:
         """
         The damped Fisher-vector product in closed form when the actor is an MLP head on parameter-free
         features (SB3's ``MlpPolicy``): see :mod:`sb3_trpo_plus.linear_chain`.
 
+        :param distribution: the policy's distribution at ``obs`` if already computed (saves a forward pass)
         :return: the actor's parameters in the product's order and ``v -> (F + lambda I) v``, or ``None``
             when the actor is anything else
         """
@@ -491,7 +492,9 @@ class TRPOPlus(OnPolicyAlgorithm):
         with th.no_grad():
             features = BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
             chain_fvp = chain_fisher_vector_product(
-                chain, chain.forward(features), fisher.output_metric(self._distribution(obs))
+                chain,
+                chain.forward(features),
+                fisher.output_metric(self._distribution(obs) if distribution is None else distribution),
             )
         n_chain = sum(param.numel() for param in chain.parameters)
         damping = self.cg_damping
@@ -558,7 +561,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         # through autograd, the exact KL Hessian for distributions without a known Fisher.
         every = slice(None, None, self.fisher_sub_sampling)
         fisher_obs = obs if self.fisher_sub_sampling == 1 else _index_obs(obs, every)
-        mlp = self._mlp_fisher_vector_product(fisher_obs, actor_params)
+        mlp = self._mlp_fisher_vector_product(fisher_obs, actor_params, distribution if fisher_obs is obs else None)
         if mlp is not None:
             actor_params, fvp = mlp
         else:
