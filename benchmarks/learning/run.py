@@ -59,6 +59,7 @@ REPO = HERE.parent.parent
 RESULTS_DIR = HERE / "results"
 SMOKE_RESULTS_DIR = HERE / "results_smoke"
 RUNS_DIR = HERE / "runs"
+SWEEPS_DIR = HERE / "sweeps"
 ZOO_TRPO_YML = "rl_zoo3/hyperparams/trpo.yml"  # relative to site-packages; resolved at run time
 PLUS_YML = REPO / "hyperparams" / "trpo_plus.yml"
 
@@ -236,7 +237,12 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         ZOO_ALGOS[zoo_algo] = TRPOPlus
 
     entry, source = resolve_hyperparams(args.algo, args.env)
-    scratch = RUNS_DIR / args.algo / args.env / f"seed{args.seed}"
+    overrides = parse_overrides(args.set)
+    if overrides:
+        entry.update(overrides)
+        source += f" with --set {overrides}"
+    runs_dir = RUNS_DIR / "sweeps" / args.tag if args.tag else RUNS_DIR
+    scratch = runs_dir / args.algo / args.env / f"seed{args.seed}"
     scratch.mkdir(parents=True, exist_ok=True)
     os.chdir(scratch)  # MuJoCo writes MUJOCO_LOG.TXT to the working directory: keep it out of the checkout
     conf_path = scratch / "hyperparams.yml"
@@ -360,6 +366,8 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         "load_avg_1min_start_end": [load_start, os.getloadavg()[0]],  # the CPU is shared: context for wall times
         "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "hyperparams_source": source,
+        "overrides": _jsonable(overrides),
+        "tag": args.tag,
         "hyperparams": _jsonable(dict(saved_hyperparams)),
         "normalize_kwargs": _jsonable(manager.normalize_kwargs) if manager.normalize else None,
         "torch_threads": th.get_num_threads(),
@@ -384,6 +392,23 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     return result
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["target_kl=0.1", "policy_kwargs=dict(log_std_init=-1)"]`` -> entry overrides, values read as YAML.
+
+    A value that YAML reads as a string stays a string, as in the Zoo's files (``policy_kwargs`` is evaluated
+    by the Zoo).
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algo", choices=ALGOS, required=True)
@@ -398,9 +423,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-envs", type=int, default=5, help="parallel eval envs (divides both episode counts)")
     parser.add_argument("--results-dir", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="rerun even if the result exists")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override entries of the hyperparameters (a sweep)"
+    )
+    parser.add_argument("--tag", default="", help="sweep name: results go to sweeps/<tag>/ (required with --set)")
     args = parser.parse_args(argv)
+    if args.set and not args.tag:
+        parser.error("--set changes the hyperparameters: give the variant a --tag (results go to sweeps/<tag>/)")
     if args.results_dir is None:
-        args.results_dir = SMOKE_RESULTS_DIR if args.n_timesteps > 0 else RESULTS_DIR
+        if args.tag:
+            args.results_dir = SWEEPS_DIR / args.tag
+        else:
+            args.results_dir = SMOKE_RESULTS_DIR if args.n_timesteps > 0 else RESULTS_DIR
     args.results_dir = args.results_dir.resolve()
     return args
 

@@ -44,10 +44,12 @@ def now() -> str:
 OUTPUTS = ["results", "results.csv", "RESULTS.md", "plots"]
 
 
-def commit(message: str, attempts: int = 30) -> None:
-    """Commit the benchmark's outputs only, retrying while the index is locked by someone else."""
+def commit(message: str, paths: list[str] | None = None, attempts: int = 30) -> None:
+    """Commit the benchmark's outputs only (``paths`` under benchmarks/learning, default ``OUTPUTS``),
+    retrying while the index is locked by someone else."""
+    wanted = paths or OUTPUTS
     for _ in range(attempts):
-        paths = [str(Path("benchmarks/learning") / p) for p in OUTPUTS if (HERE / p).exists()]
+        paths = [str(Path("benchmarks/learning") / p) for p in wanted if (HERE / p).exists()]
         add = subprocess.run(["git", "add", "--", *paths], cwd=REPO, capture_output=True, text=True)
         if add.returncode == 0:
             done = subprocess.run(

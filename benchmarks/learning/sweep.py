@@ -1,0 +1,179 @@
+"""Hyperparameter sweeps for TRPOPlus: run the variants listed in ``sweeps.yml`` and summarize them.
+
+Usage::
+
+    python benchmarks/learning/sweep.py run pendulum-base pendulum-kl0.03   # named variants, missing seeds only
+    python benchmarks/learning/sweep.py run --match halfcheetah-           # every variant whose name contains it
+    python benchmarks/learning/sweep.py report                             # -> sweeps/SWEEPS.md
+
+Each variant in ``sweeps.yml`` names a task, the seeds, an optional step budget and the entries it
+changes in the task's ``hyperparams/trpo_plus.yml`` entry (``set:``; values as in the Zoo's files, so
+``policy_kwargs`` is a string). Every run is one ``run.py --tag <variant> --set ...`` subprocess with one
+torch thread; results go to ``sweeps/<variant>/trpo_plus/<env>/seed<k>.json`` (skipped when present, so
+sweeps resume). Tuning uses seeds 100+ so that the benchmark's seeds 0-2 stay out of the tuning.
+
+The report gives, per variant: the final deterministic return (mean ± std across seeds and each seed) and
+the mean of the learning curve over all its evaluations (an area-under-the-curve score, less noisy
+than the final return and sensitive to learning speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from run import SWEEPS_DIR, result_paths
+from run_queue import now
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SPEC = HERE / "sweeps.yml"
+LOGS = HERE / "logs" / "sweeps"
+ALGO = "trpo_plus"
+
+
+def load_spec() -> dict[str, dict[str, Any]]:
+    spec = yaml.safe_load(SPEC.read_text()) or {}
+    for name, variant in spec.items():
+        missing = {"env", "seeds"} - set(variant)
+        if missing:
+            raise SystemExit(f"sweeps.yml: variant {name!r} lacks {sorted(missing)}")
+    return spec
+
+
+def command(name: str, variant: dict[str, Any], seed: int) -> list[str]:
+    cmd = [sys.executable, str(HERE / "run.py"), "--algo", ALGO, "--env", variant["env"], "--seed", str(seed)]
+    cmd += ["--tag", name]
+    if variant.get("n_timesteps"):
+        cmd += ["--n-timesteps", str(int(variant["n_timesteps"]))]
+    settings = variant.get("set") or {}
+    if settings:
+        cmd += ["--set", *(f"{key}={value}" for key, value in settings.items())]
+    return cmd
+
+
+def run(names: list[str], match: str, commit: bool) -> None:
+    spec = load_spec()
+    unknown = [n for n in names if n not in spec]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; sweeps.yml has {sorted(spec)}")
+    chosen = names or [n for n in spec if match and match in n]
+    todo = [
+        (name, seed)
+        for name in chosen
+        for seed in spec[name]["seeds"]
+        if not result_paths(SWEEPS_DIR / name, ALGO, spec[name]["env"], seed)[0].exists()
+    ]
+    print(f"[{now()}] {len(todo)} sweep runs to do: {todo}", flush=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for name, seed in todo:
+        variant = spec[name]
+        log = LOGS / f"{name}_seed{seed}.log"
+        print(f"[{now()}] start {name} seed{seed}", flush=True)
+        t0 = time.perf_counter()
+        with open(log, "w") as f:
+            rc = subprocess.call(command(name, variant, seed), cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=child_env)
+        print(f"[{now()}] end {name} seed{seed}: rc={rc} in {time.perf_counter() - t0:.0f}s", flush=True)
+        if rc == 0:
+            report()
+            if commit:
+                from run_queue import commit as git_commit
+
+                git_commit(f"sweep {name} seed{seed}", paths=["sweeps"])
+
+
+def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
+    finals, aucs, cpu = [], {}, []
+    seeds_done = []
+    for seed in variant["seeds"]:
+        json_path, csv_path = result_paths(SWEEPS_DIR / name, ALGO, variant["env"], seed)
+        if not json_path.exists():
+            continue
+        result = json.loads(json_path.read_text())
+        seeds_done.append(seed)
+        finals.append(result["final_eval"]["mean"])
+        cpu.append(result.get("cpu_time_s", float("nan")) / 60)
+        with open(csv_path) as f:
+            aucs[seed] = float(np.mean([float(r["eval_mean"]) for r in csv.DictReader(f)]))
+    if not finals:
+        return None
+    return {
+        "name": name,
+        "env": variant["env"],
+        "steps": result["timesteps_done"],
+        "set": variant.get("set") or {},
+        "seeds": seeds_done,
+        "finals": finals,
+        "final_mean": float(np.mean(finals)),
+        "final_std": float(np.std(finals, ddof=1)) if len(finals) > 1 else float("nan"),
+        "auc_mean": float(np.mean(list(aucs.values()))),
+        "cpu_min": float(np.mean(cpu)),
+        "note": variant.get("note", ""),
+    }
+
+
+def report() -> None:
+    spec = load_spec()
+    rows = [row for name, variant in spec.items() if (row := _row(name, variant)) is not None]
+    lines = [
+        "# TRPOPlus hyperparameter sweeps",
+        "",
+        "Generated by `python benchmarks/learning/sweep.py report` from `sweeps/<variant>/` (variants defined in "
+        "`sweeps.yml`; run with `python benchmarks/learning/sweep.py run <variant> ...`). Each run: the Zoo env "
+        "stack and this repository's `hyperparams/trpo_plus.yml` entry for the task, with the variant's `set` "
+        "entries changed; one torch thread; tuning seeds 100+ (the benchmark's seeds 0-2 are kept out). "
+        "final = mean return of 10 deterministic episodes after training (mean ± std across seeds, then each "
+        "seed); curve mean = the mean of every learning-curve evaluation (area under the curve / length).",
+        "",
+    ]
+    for env in dict.fromkeys(row["env"] for row in rows):
+        lines += [
+            f"## {env}",
+            "",
+            "| variant | steps | changes | seeds | final | each seed | curve mean | CPU min/run | note |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in (r for r in rows if r["env"] == env):
+            changes = ", ".join(f"`{k}={v}`" for k, v in row["set"].items()) or "(YAML entry as is)"
+            each = ", ".join(f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" for x in row["finals"])
+            lines.append(
+                f"| {row['name']} | {row['steps']:,} | {changes} | {len(row['seeds'])} | "
+                f"{row['final_mean']:.1f} ± {row['final_std']:.1f} | {each} | {row['auc_mean']:.1f} | "
+                f"{row['cpu_min']:.1f} | {row['note']} |"
+            )
+        lines.append("")
+    out = SWEEPS_DIR / "SWEEPS.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"wrote {out.relative_to(REPO)} ({len(rows)} variants)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run_parser = sub.add_parser("run", help="run the missing seeds of the named variants, then report")
+    run_parser.add_argument("names", nargs="*")
+    run_parser.add_argument("--match", default="", help="every variant whose name contains this")
+    run_parser.add_argument("--commit", action="store_true", help="git commit sweeps/ after each finished run")
+    sub.add_parser("report", help="write sweeps/SWEEPS.md")
+    args = parser.parse_args()
+    if args.cmd == "run":
+        if not args.names and not args.match:
+            parser.error("name variants or give --match")
+        run(args.names, args.match, args.commit)
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
