@@ -195,6 +195,9 @@ class TRPOPlus(OnPolicyAlgorithm):
     :param cg_residual_tol: Conjugate gradient stops once the squared residual norm is at most this (>= 0)
     :param line_search_accept_ratio: A line-search candidate must improve the surrogate by at least this
         fraction (in [0, 1)) of the linear model's expected improvement; 0 (default) accepts any improvement
+    :param ent_coef: Entropy bonus c >= 0: the step maximizes the surrogate plus c times the mean entropy of the
+        action distribution (as in SB3's PPO and A2C; the sample estimate -log pi(a|s) where the distribution
+        has no closed-form entropy), within the same trust region. 0 (default) is plain TRPO
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -236,6 +239,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         fisher_sub_sampling: int = 1,
         cg_residual_tol: float = 1e-10,
         line_search_accept_ratio: float = 0.0,
+        ent_coef: float = 0.0,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -260,6 +264,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         check_range("fisher_sub_sampling", fisher_sub_sampling, low=1, integer=True)
         check_range("cg_residual_tol", cg_residual_tol, low=0.0)
         check_range("line_search_accept_ratio", line_search_accept_ratio, 0.0, 1.0, True, False)
+        check_range("ent_coef", ent_coef, low=0.0)
 
         super().__init__(
             policy,
@@ -268,7 +273,7 @@ class TRPOPlus(OnPolicyAlgorithm):
             n_steps=n_steps,
             gamma=gamma,
             gae_lambda=gae_lambda,
-            ent_coef=0.0,  # TRPO has no entropy bonus
+            ent_coef=ent_coef,  # in the policy step's objective (0: plain TRPO)
             vf_coef=0.0,  # the critic is fitted separately
             max_grad_norm=0.0,
             use_sde=use_sde,
@@ -545,8 +550,12 @@ class TRPOPlus(OnPolicyAlgorithm):
             old_distribution = self._distribution(obs)
 
         def surrogate_of(distribution: Distribution) -> th.Tensor:
-            ratio = th.exp(distribution.log_prob(actions) - old_log_prob)
-            return (advantages * ratio).mean()
+            log_prob = distribution.log_prob(actions)
+            objective = (advantages * th.exp(log_prob - old_log_prob)).mean()
+            if self.ent_coef > 0.0:
+                entropy = distribution.entropy()
+                objective = objective + self.ent_coef * (-log_prob if entropy is None else entropy).mean()
+            return objective
 
         # Surrogate gradient in one backward pass; the actor's parameters are those it reaches.
         all_params = [param for param in self.policy.parameters() if param.requires_grad]

@@ -131,6 +131,7 @@ def sample_trpo_plus_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
         "line_search_shrinking_factor": trial.suggest_categorical("line_search_shrinking_factor", [0.5, 0.6, 0.7, 0.8, 0.9]),
         "line_search_max_iter": trial.suggest_int("line_search_max_iter", 5, 20),
         "fisher_sub_sampling": trial.suggest_categorical("fisher_sub_sampling", [1, 2, 4]),
+        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.01, log=True),  # PPO's Zoo range, capped at 0.01
         "net_arch": trial.suggest_categorical("net_arch", ["small", "medium"]),
         "activation_fn": trial.suggest_categorical("activation_fn", ["tanh", "relu"]),
     }

@@ -38,6 +38,8 @@ from sb3_trpo_plus.trpo_plus import NonFiniteObservationError
         ("fisher_sub_sampling", 1.5),
         ("cg_residual_tol", -1.0),
         ("line_search_accept_ratio", 1.0),
+        ("ent_coef", -0.01),
+        ("ent_coef", float("inf")),
         ("learning_rate", 0.0),
         ("gamma", 1.5),
         ("gae_lambda", -0.1),

@@ -184,6 +184,57 @@ def test_forced_line_search_failure_restores_actor_bit_for_bit(
     assert all(name.startswith(("value_net", "mlp_extractor.value_net")) for name in moved), moved
 
 
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_entropy_bonus_alone_raises_entropy_and_zero_is_plain_trpo(env_id: str) -> None:
+    """With equal advantages the surrogate is flat: ent_coef=0 takes no step, ent_coef>0 climbs the entropy."""
+    entropies = {}
+    for ent_coef in (0.0, 0.1):
+        model = TRPOPlus("MlpPolicy", env_id, n_steps=256, n_critic_updates=0, ent_coef=ent_coef, seed=0)
+        if env_id == "CartPole-v1":  # start away from the uniform policy, where the entropy is at its maximum
+            with th.no_grad():
+                model.policy.action_net.bias.copy_(th.tensor([1.5, -1.5]))
+        collect(model)
+        model.rollout_buffer.advantages[:] = 1.0  # normalized to 0: no signal from the returns
+        obs = batch(model)[0]
+        with th.no_grad():
+            before = model._distribution(obs).entropy().mean().item()
+        params_before = parameters_to_vector(actor_parameters(model)).detach().clone()
+        model.train()
+        with th.no_grad():
+            entropies[ent_coef] = model._distribution(obs).entropy().mean().item() - before
+        moved = not th.equal(params_before, parameters_to_vector(actor_parameters(model)))
+        assert moved == (ent_coef > 0.0)
+        if ent_coef > 0.0:
+            assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
+            assert 0.0 < model.logger.name_to_value["train/kl"] <= model.target_kl
+    assert entropies[0.0] == 0.0
+    assert entropies[0.1] > 1e-3
+
+
+def test_entropy_bonus_without_closed_form_entropy_uses_log_prob_estimate() -> None:
+    """gSDE with squashed actions has no closed-form entropy: the bonus is -log pi(a|s), and the step is taken."""
+    model = TRPOPlus(
+        "MlpPolicy",
+        "Pendulum-v1",
+        n_steps=256,
+        n_critic_updates=0,
+        use_sde=True,
+        ent_coef=0.1,
+        policy_kwargs={"squash_output": True},
+        seed=0,
+    )
+    collect(model)
+    model.rollout_buffer.advantages[:] = 1.0
+    obs, actions, _, _ = batch(model)
+    assert model._distribution(obs).entropy() is None
+    with th.no_grad():
+        before = -model._distribution(obs).log_prob(actions).mean().item()
+    model.train()
+    assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
+    with th.no_grad():
+        assert -model._distribution(obs).log_prob(actions).mean().item() > before
+
+
 def test_sub_sampling_factor_uses_every_kth_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=120, n_critic_updates=0, sub_sampling_factor=4, seed=0)
     collect(model)

@@ -154,7 +154,7 @@ def test_two_workers_share_one_study(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     trials = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
     assert len(trials) == 4
-    assert {"target_kl", "cg_damping", "line_search_max_iter", "fisher_sub_sampling"} <= set(trials[0].params)
+    assert {"target_kl", "cg_damping", "line_search_max_iter", "fisher_sub_sampling", "ent_coef"} <= set(trials[0].params)
 
     # --trial-id loads a trial's values through our converter
     monkeypatch.chdir(tmp_path)
