@@ -117,6 +117,13 @@ class NonFiniteEnv(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+def assert_saves_and_loads(model: TRPOPlus, tmp_path: Path, params: th.Tensor) -> None:
+    """The model saves, and loads back with exactly ``params``."""
+    model.save(tmp_path / "model.zip")
+    loaded = TRPOPlus.load(tmp_path / "model.zip")
+    assert th.equal(parameters_to_vector(loaded.policy.parameters()), params)
+
+
 @pytest.mark.parametrize("what, value", [("reward", float("nan")), ("reward", float("inf"))])
 def test_non_finite_rollout_skips_update_and_keeps_parameters(what: str, value: float, tmp_path: Path) -> None:
     model = TRPOPlus("MlpPolicy", NonFiniteEnv(what, {70}, value), n_steps=64, batch_size=32, seed=0)
@@ -130,9 +137,7 @@ def test_non_finite_rollout_skips_update_and_keeps_parameters(what: str, value: 
     after = parameters_to_vector(model.policy.parameters())
     assert th.isfinite(after).all()
     assert not th.equal(after, before)
-    model.save(tmp_path / "model.zip")
-    loaded = TRPOPlus.load(tmp_path / "model.zip")
-    assert th.equal(parameters_to_vector(loaded.policy.parameters()), after)
+    assert_saves_and_loads(model, tmp_path, after)
 
 
 @pytest.mark.parametrize("use_sde", [False, True], ids=["mlp_fast_path", "sb3_path"])
@@ -145,8 +150,7 @@ def test_non_finite_observation_stops_training_with_named_error(value: float, us
     with pytest.raises(NonFiniteObservationError, match=r"non-finite .* observation"):
         model.learn(64, reset_num_timesteps=False)
     assert th.equal(parameters_to_vector(model.policy.parameters()), before)
-    model.save(tmp_path / "model.zip")
-    assert th.equal(parameters_to_vector(TRPOPlus.load(tmp_path / "model.zip").policy.parameters()), before)
+    assert_saves_and_loads(model, tmp_path, before)
 
 
 def test_non_finite_observation_without_crash_skips_update(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,9 +210,7 @@ def test_interrupted_training_leaves_a_model_that_saves_and_loads(interrupt: boo
     assert model.num_timesteps < 1024
     params = parameters_to_vector(model.policy.parameters()).detach()
     assert th.isfinite(params).all()
-    model.save(tmp_path / "model.zip")
-    loaded = TRPOPlus.load(tmp_path / "model.zip")
-    assert th.equal(parameters_to_vector(loaded.policy.parameters()), params)
+    assert_saves_and_loads(model, tmp_path, params)
 
 
 def test_same_seed_gives_bit_identical_parameters() -> None:
