@@ -10,7 +10,9 @@ Each variant in ``sweeps.yml`` names a task, the seeds, an optional step budget 
 changes in the task's ``hyperparams/trpo_plus.yml`` entry (``set:``; values as in the Zoo's files, so
 ``policy_kwargs`` is a string). Every run is one ``run.py --tag <variant> --set ...`` subprocess with one
 torch thread; results go to ``sweeps/<variant>/trpo_plus/<env>/seed<k>.json`` (skipped when present, so
-sweeps resume). Tuning uses seeds 100+ so that the benchmark's seeds 0-2 stay out of the tuning.
+sweeps resume). Tuning uses seeds 100+ so that the benchmark's seeds 0-2 stay out of the tuning. Two
+``sweep.py run`` processes may work through the same variants (one per core): a run in progress is
+claimed by a file in ``runs/sweeps/`` holding its process id, and the other process skips it.
 
 The report gives, per variant: the final deterministic return (mean ± std across seeds and each seed) and
 the mean of the learning curve over all its evaluations (an area-under-the-curve score, less noisy
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from run import SWEEPS_DIR, result_paths
+from run import RUNS_DIR, SWEEPS_DIR, result_paths
 from run_queue import now
 
 HERE = Path(__file__).resolve().parent
@@ -61,6 +63,28 @@ def command(name: str, variant: dict[str, Any], seed: int) -> list[str]:
     return cmd
 
 
+def claim_path(name: str, seed: int) -> Path:
+    return RUNS_DIR / "sweeps" / name / f"seed{seed}.claim"
+
+
+def claim(name: str, seed: int) -> bool:
+    """Claim a run for this process; False if a live process holds it (a dead one's claim is taken over)."""
+    path = claim_path(name, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with open(path, "x") as f:
+                f.write(str(os.getpid()))
+            return True
+        except FileExistsError:
+            try:
+                os.kill(int(path.read_text() or 0), 0)
+                return False  # its process is alive
+            except (ProcessLookupError, ValueError, OSError):
+                path.unlink(missing_ok=True)  # stale: retry once
+    return False
+
+
 def run(names: list[str], match: str, commit: bool) -> None:
     spec = load_spec()
     unknown = [n for n in names if n not in spec]
@@ -78,11 +102,16 @@ def run(names: list[str], match: str, commit: bool) -> None:
     child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for name, seed in todo:
         variant = spec[name]
+        if result_paths(SWEEPS_DIR / name, ALGO, variant["env"], seed)[0].exists() or not claim(name, seed):
+            continue  # done or running in another process
         log = LOGS / f"{name}_seed{seed}.log"
         print(f"[{now()}] start {name} seed{seed}", flush=True)
         t0 = time.perf_counter()
-        with open(log, "w") as f:
-            rc = subprocess.call(command(name, variant, seed), cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=child_env)
+        try:
+            with open(log, "w") as f:
+                rc = subprocess.call(command(name, variant, seed), cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=child_env)
+        finally:
+            claim_path(name, seed).unlink(missing_ok=True)
         print(f"[{now()}] end {name} seed{seed}: rc={rc} in {time.perf_counter() - t0:.0f}s", flush=True)
         if rc == 0:
             report()
