@@ -1,0 +1,83 @@
+"""How much of a run's final score is the draw of its 10 evaluation episodes?
+
+Usage::
+
+    python benchmarks/learning/eval_spread.py benchmarks/learning/results/trpo_plus/Pendulum-v1/seed0.json
+    python benchmarks/learning/eval_spread.py <run.json> ... --episodes 200 --seed 12345
+
+For each finished run (its JSON), loads the final model the run saved in ``runs/`` (with its
+``VecNormalize`` statistics when the task normalizes, frozen) and evaluates it deterministically on
+``--episodes`` fresh episodes (start states from ``--seed``). Prints the run's recorded final score, the
+policy's mean over the fresh episodes, and the 5th-95th percentile of the mean of 10 episodes drawn
+from them: the range a 10-episode score of the *same policy* spans by the luck of the start states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from run import REPO, RUNS_DIR
+
+
+def saved_model(result: dict) -> tuple[Path, Path | None]:
+    """The run's final model and VecNormalize statistics, as ``manager.save_trained_model`` wrote them."""
+    runs_dir = RUNS_DIR / "sweeps" / result["tag"] if result.get("tag") else RUNS_DIR
+    zoo = runs_dir / result["algo"] / result["env"] / f"seed{result['seed']}" / "zoo"
+    models = sorted(zoo.glob(f"*/{result['env']}_*/{result['env']}.zip"), key=lambda p: p.stat().st_mtime)
+    if not models:
+        raise SystemExit(f"no saved model under {zoo} (runs/ is scratch space: was it cleaned?)")
+    model = models[-1]
+    stats = model.parent / result["env"] / "vecnormalize.pkl"
+    return model, stats if stats.exists() else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="result JSONs of finished runs")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=12345, help="seed of the fresh evaluation episodes")
+    args = parser.parse_args()
+
+    import rl_zoo3.import_envs  # noqa: F401
+    import torch as th
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_trpo_plus import TRPOPlus
+
+    th.set_num_threads(1)
+    algos = {"trpo_plus": TRPOPlus}
+    if any("sb3_contrib" in str(path) for path in args.runs):
+        from sb3_contrib import TRPO
+
+        algos["sb3_contrib_trpo"] = TRPO
+    rng = np.random.default_rng(0)
+    print("| run | recorded final (10 ep.) | mean of fresh episodes | 10-episode mean, 5th-95th percentile |")
+    print("|---|---|---|---|")
+    for path in args.runs:
+        result = json.loads(path.read_text())
+        model_path, stats_path = saved_model(result)
+        env = make_vec_env(result["env"], n_envs=1, seed=args.seed)
+        if stats_path is not None:
+            env = VecNormalize.load(str(stats_path), env)
+            env.training, env.norm_reward = False, False
+        model = algos[result["algo"]].load(model_path, env=env, device="cpu")
+        returns, _ = evaluate_policy(model, env, n_eval_episodes=args.episodes, deterministic=True, return_episode_rewards=True)
+        returns = np.asarray(returns, dtype=float)
+        tens = rng.choice(returns, size=(10_000, 10)).mean(axis=1)
+        low, high = np.percentile(tens, [5, 95])
+        name = path.resolve().relative_to(REPO / "benchmarks" / "learning")
+        print(
+            f"| {name} | {result['final_eval']['mean']:.1f} | {returns.mean():.1f} ({args.episodes} ep.) | "
+            f"{low:.1f} to {high:.1f} |",
+            flush=True,
+        )
+        env.close()
+
+
+if __name__ == "__main__":
+    main()
