@@ -66,7 +66,9 @@ def main() -> None:
             env = VecNormalize.load(str(stats_path), env)
             env.training, env.norm_reward = False, False
         model = algos[result["algo"]].load(model_path, env=env, device="cpu")
-        returns, _ = evaluate_policy(model, env, n_eval_episodes=args.episodes, deterministic=True, return_episode_rewards=True)
+        returns, _ = evaluate_policy(
+            model, env, n_eval_episodes=args.episodes, deterministic=True, return_episode_rewards=True
+        )
         returns = np.asarray(returns, dtype=float)
         tens = rng.choice(returns, size=(10_000, 10)).mean(axis=1)
         low, high = np.percentile(tens, [5, 95])
