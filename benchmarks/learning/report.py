@@ -153,34 +153,42 @@ def fmt(values: list[float]) -> str:
     return f"{np.mean(values):.1f} ± {std:.1f} ({len(values)})"
 
 
-def plot_curves(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
+def plot_groups(groups: dict[str, list[list[dict[str, Any]]]], title: str, out: Path, colors: dict[str, str]) -> None:
+    """Learning curves of several groups of runs on one plot: each group's mean across its runs as a line,
+    its min-max range shaded. ``groups`` maps a label to the runs' curves (rows with timesteps, eval_mean)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    PLOTS.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, curves in groups.items():
+        if not curves:
+            continue
+        grid = np.array([row["timesteps"] for row in max(curves, key=len)])
+        ys = np.array([np.interp(grid, [row["timesteps"] for row in c], [row["eval_mean"] for row in c]) for c in curves])
+        color = colors.get(label)
+        ax.plot(grid, ys.mean(axis=0), color=color, label=f"{label}, {len(curves)} seeds")
+        if len(curves) > 1:
+            ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.2, linewidth=0)
+    ax.set_title(title)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("deterministic evaluation return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
     written = []
+    colors = {LABELS[algo]: COLORS[algo] for algo in ALGOS}
     for env in envs:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for algo in ALGOS:
-            curves = [r["curve"] for r in runs if r["env"] == env and r["algo"] == algo]
-            if not curves:
-                continue
-            grid = np.array([row["timesteps"] for row in curves[0]])
-            ys = np.array([np.interp(grid, [row["timesteps"] for row in c], [row["eval_mean"] for row in c]) for c in curves])
-            ax.plot(grid, ys.mean(axis=0), color=COLORS[algo], label=f"{LABELS[algo]}, {len(curves)} seeds")
-            if len(curves) > 1:
-                ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=COLORS[algo], alpha=0.2, linewidth=0)
-        ax.set_title(env)
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("deterministic evaluation return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        groups = {LABELS[a]: [r["curve"] for r in runs if r["env"] == env and r["algo"] == a] for a in ALGOS}
         out = PLOTS / f"{env}.png"
-        fig.savefig(out, dpi=100)
-        plt.close(fig)
+        plot_groups(groups, env, out, colors)
         written.append(out.name)
     return written
 

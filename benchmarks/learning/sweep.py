@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from report import plot_groups
 from run import RUNS_DIR, SWEEPS_DIR, result_paths
 from run_queue import now
 
@@ -121,8 +122,13 @@ def run(names: list[str], match: str, commit: bool) -> None:
                 git_commit(f"sweep {name} seed{seed}", paths=["sweeps"])
 
 
+def _curve(csv_path: Path) -> list[dict[str, float]]:
+    with open(csv_path) as f:
+        return [{"timesteps": float(r["timesteps"]), "eval_mean": float(r["eval_mean"])} for r in csv.DictReader(f)]
+
+
 def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
-    finals, aucs, cpu = [], {}, []
+    finals, aucs, cpu, curves = [], {}, [], []
     seeds_done = []
     for seed in variant["seeds"]:
         json_path, csv_path = result_paths(SWEEPS_DIR / name, ALGO, variant["env"], seed)
@@ -132,8 +138,8 @@ def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
         seeds_done.append(seed)
         finals.append(result["final_eval"]["mean"])
         cpu.append(result.get("cpu_time_s", float("nan")) / 60)
-        with open(csv_path) as f:
-            aucs[seed] = float(np.mean([float(r["eval_mean"]) for r in csv.DictReader(f)]))
+        curves.append(_curve(csv_path))
+        aucs[seed] = float(np.mean([row["eval_mean"] for row in curves[-1]]))
     if not finals:
         return None
     return {
@@ -148,6 +154,7 @@ def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
         "auc_mean": float(np.mean(list(aucs.values()))),
         "cpu_min": float(np.mean(cpu)),
         "note": variant.get("note", ""),
+        "curves": curves,
     }
 
 
@@ -172,7 +179,8 @@ def report() -> None:
             "| variant | steps | changes | seeds | final | each seed | curve mean | CPU min/run | note |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for row in (r for r in rows if r["env"] == env):
+        env_rows = [r for r in rows if r["env"] == env]
+        for row in env_rows:
             changes = ", ".join(f"`{k}={v}`" for k, v in row["set"].items()) or "(YAML entry as is)"
             each = ", ".join(f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" for x in row["finals"])
             lines.append(
@@ -180,7 +188,9 @@ def report() -> None:
                 f"{row['final_mean']:.1f} ± {row['final_std']:.1f} | {each} | {row['auc_mean']:.1f} | "
                 f"{row['cpu_min']:.1f} | {row['note']} |"
             )
-        lines.append("")
+        plot = SWEEPS_DIR / "plots" / f"{env}.png"
+        plot_groups({r["name"]: r["curves"] for r in env_rows}, f"{env}: TRPOPlus sweeps", plot, {})
+        lines += ["", f"![{env}](plots/{plot.name})", ""]
     out = SWEEPS_DIR / "SWEEPS.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines))
