@@ -10,6 +10,9 @@ For each finished run (its JSON), loads the final model the run saved in ``runs/
 ``--episodes`` fresh episodes (start states from ``--seed``). Prints the run's recorded final score, the
 policy's mean over the fresh episodes, and the 5th-95th percentile of the mean of 10 episodes drawn
 from them: the range a 10-episode score of the *same policy* spans by the luck of the start states.
+With ``--flipped`` (planar MuJoCo walkers such as HalfCheetah, whose ``qpos[2]`` is the torso's pitch), it
+also gives the fraction of steps the torso spends upside down (|pitch| > 90 degrees): HalfCheetah's
+well-known poor local optimum is running on its back.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="result JSONs of finished runs")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=12345, help="seed of the fresh evaluation episodes")
+    parser.add_argument("--flipped", action="store_true", help="also: fraction of steps with the torso upside down")
     args = parser.parse_args()
 
     import rl_zoo3.import_envs  # noqa: F401
@@ -56,18 +60,29 @@ def main() -> None:
 
         algos["sb3_contrib_trpo"] = TRPO
     rng = np.random.default_rng(0)
-    print("| run | recorded final (10 ep.) | mean of fresh episodes | 10-episode mean, 5th-95th percentile |")
-    print("|---|---|---|---|")
+    extra = " upside down (% of steps) |" if args.flipped else ""
+    print("| run | recorded final (10 ep.) | mean of fresh episodes | 10-episode mean, 5th-95th percentile |" + extra)
+    print("|---|---|---|---|" + ("---|" if args.flipped else ""))
     for path in args.runs:
         result = json.loads(path.read_text())
         model_path, stats_path = saved_model(result)
-        env = make_vec_env(result["env"], n_envs=1, seed=args.seed)
+        env = base = make_vec_env(result["env"], n_envs=1, seed=args.seed)
+        pitch_over: list[bool] = []
+
+        def watch(locals_: dict, globals_: dict, base=base, pitch_over=pitch_over) -> None:
+            pitch_over.append(bool(abs(base.envs[0].unwrapped.data.qpos[2]) > np.pi / 2))
+
         if stats_path is not None:
             env = VecNormalize.load(str(stats_path), env)
             env.training, env.norm_reward = False, False
         model = algos[result["algo"]].load(model_path, env=env, device="cpu")
         returns, _ = evaluate_policy(
-            model, env, n_eval_episodes=args.episodes, deterministic=True, return_episode_rewards=True
+            model,
+            env,
+            n_eval_episodes=args.episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+            callback=watch if args.flipped else None,
         )
         returns = np.asarray(returns, dtype=float)
         tens = rng.choice(returns, size=(10_000, 10)).mean(axis=1)
@@ -75,7 +90,7 @@ def main() -> None:
         name = path.resolve().relative_to(REPO / "benchmarks" / "learning")
         print(
             f"| {name} | {result['final_eval']['mean']:.1f} | {returns.mean():.1f} ({args.episodes} ep.) | "
-            f"{low:.1f} to {high:.1f} |",
+            f"{low:.1f} to {high:.1f} |" + (f" {100 * np.mean(pitch_over):.0f} |" if args.flipped else ""),
             flush=True,
         )
         env.close()
