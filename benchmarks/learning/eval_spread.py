@@ -22,13 +22,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from run import REPO, RUNS_DIR
+from run import REPO, scratch_dir
 
 
 def saved_model(result: dict) -> tuple[Path, Path | None]:
     """The run's final model and VecNormalize statistics, as ``manager.save_trained_model`` wrote them."""
-    runs_dir = RUNS_DIR / "sweeps" / result["tag"] if result.get("tag") else RUNS_DIR
-    zoo = runs_dir / result["algo"] / result["env"] / f"seed{result['seed']}" / "zoo"
+    zoo = scratch_dir(result["algo"], result["env"], result["seed"], result.get("tag") or "") / "zoo"
     models = sorted(zoo.glob(f"*/{result['env']}_*/{result['env']}.zip"), key=lambda p: p.stat().st_mtime)
     if not models:
         raise SystemExit(f"no saved model under {zoo} (runs/ is scratch space: was it cleaned?)")
@@ -67,6 +66,8 @@ def main() -> None:
         result = json.loads(path.read_text())
         model_path, stats_path = saved_model(result)
         env = base = make_vec_env(result["env"], n_envs=1, seed=args.seed)
+        if args.flipped and not hasattr(base.envs[0].unwrapped, "data"):
+            raise SystemExit(f"--flipped needs a MuJoCo task (its torso pitch in data.qpos[2]); {result['env']} is not")
         pitch_over: list[bool] = []
 
         def watch(locals_: dict, globals_: dict, base=base, pitch_over=pitch_over) -> None:

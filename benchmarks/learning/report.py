@@ -74,14 +74,17 @@ CSV_FIELDS = [
 ]
 
 
+def load_run(path: Path) -> dict[str, Any]:
+    """A finished run's JSON, with its learning curve (the CSV's rows as floats) under ``"curve"``."""
+    data = json.loads(path.read_text())
+    curve_path = path.with_name(data.get("curve_csv", path.stem + "_curve.csv"))
+    with open(curve_path) as f:
+        data["curve"] = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return data
+
+
 def load_runs() -> list[dict[str, Any]]:
-    runs = []
-    for path in sorted(RESULTS_DIR.glob("*/*/seed*.json")):
-        data = json.loads(path.read_text())
-        curve_path = path.with_name(data.get("curve_csv", path.stem + "_curve.csv"))
-        with open(curve_path) as f:
-            data["curve"] = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-        runs.append(data)
+    runs = [load_run(path) for path in sorted(RESULTS_DIR.glob("*/*/seed*.json"))]
     order = {env: i for i, env in enumerate(ENVS)}
     runs.sort(key=lambda r: (order.get(r["env"], len(order)), r["env"], ALGOS.index(r["algo"]), r["seed"]))
     return runs

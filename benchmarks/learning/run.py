@@ -82,6 +82,12 @@ def result_paths(results_dir: Path, algo: str, env_id: str, seed: int) -> tuple[
     return folder / f"seed{seed}.json", folder / f"seed{seed}_curve.csv"
 
 
+def scratch_dir(algo: str, env_id: str, seed: int, tag: str = "") -> Path:
+    """Where a run's scratch files go (Zoo log folder, saved model): ``runs/`` or, for a sweep, ``runs/sweeps/<tag>/``."""
+    base = RUNS_DIR / "sweeps" / tag if tag else RUNS_DIR
+    return base / algo / env_id / f"seed{seed}"
+
+
 def _zoo_entry_name(env_id: str, entries: dict[str, Any]) -> str | None:
     """The hyperparameter entry for ``env_id``: itself, else its -v4 twin for a MuJoCo -v5 task."""
     if env_id in entries:
@@ -241,8 +247,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     if overrides:
         entry.update(overrides)
         source += f" with --set {overrides}"
-    runs_dir = RUNS_DIR / "sweeps" / args.tag if args.tag else RUNS_DIR
-    scratch = runs_dir / args.algo / args.env / f"seed{args.seed}"
+    scratch = scratch_dir(args.algo, args.env, args.seed, args.tag)
     scratch.mkdir(parents=True, exist_ok=True)
     os.chdir(scratch)  # MuJoCo writes MUJOCO_LOG.TXT to the working directory: keep it out of the checkout
     conf_path = scratch / "hyperparams.yml"

@@ -49,11 +49,11 @@ def commit(message: str, paths: list[str] | None = None, attempts: int = 30) -> 
     retrying while the index is locked by someone else."""
     wanted = paths or OUTPUTS
     for _ in range(attempts):
-        paths = [str(Path("benchmarks/learning") / p) for p in wanted if (HERE / p).exists()]
-        add = subprocess.run(["git", "add", "--", *paths], cwd=REPO, capture_output=True, text=True)
+        existing = [str(Path("benchmarks/learning") / p) for p in wanted if (HERE / p).exists()]
+        add = subprocess.run(["git", "add", "--", *existing], cwd=REPO, capture_output=True, text=True)
         if add.returncode == 0:
             done = subprocess.run(
-                ["git", "commit", "-q", "-m", message, "--", *paths],
+                ["git", "commit", "-q", "-m", message, "--", *existing],
                 cwd=REPO,
                 capture_output=True,
                 text=True,

@@ -22,8 +22,6 @@ than the final return and sensitive to learning speed).
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import subprocess
 import sys
@@ -33,8 +31,8 @@ from typing import Any
 
 import numpy as np
 import yaml
-from report import plot_groups
-from run import RUNS_DIR, SWEEPS_DIR, result_paths
+from report import load_run, plot_groups
+from run import SWEEPS_DIR, result_paths, scratch_dir
 from run_queue import now
 
 HERE = Path(__file__).resolve().parent
@@ -64,13 +62,14 @@ def command(name: str, variant: dict[str, Any], seed: int) -> list[str]:
     return cmd
 
 
-def claim_path(name: str, seed: int) -> Path:
-    return RUNS_DIR / "sweeps" / name / f"seed{seed}.claim"
+def claim_path(name: str, variant: dict[str, Any], seed: int) -> Path:
+    """Beside the run's scratch folder."""
+    return scratch_dir(ALGO, variant["env"], seed, name).with_name(f"seed{seed}.claim")
 
 
-def claim(name: str, seed: int) -> bool:
+def claim(name: str, variant: dict[str, Any], seed: int) -> bool:
     """Claim a run for this process; False if a live process holds it (a dead one's claim is taken over)."""
-    path = claim_path(name, seed)
+    path = claim_path(name, variant, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
         try:
@@ -103,7 +102,7 @@ def run(names: list[str], match: str, commit: bool) -> None:
     child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for name, seed in todo:
         variant = spec[name]
-        if result_paths(SWEEPS_DIR / name, ALGO, variant["env"], seed)[0].exists() or not claim(name, seed):
+        if result_paths(SWEEPS_DIR / name, ALGO, variant["env"], seed)[0].exists() or not claim(name, variant, seed):
             continue  # done or running in another process
         log = LOGS / f"{name}_seed{seed}.log"
         print(f"[{now()}] start {name} seed{seed}", flush=True)
@@ -112,7 +111,7 @@ def run(names: list[str], match: str, commit: bool) -> None:
             with open(log, "w") as f:
                 rc = subprocess.call(command(name, variant, seed), cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=child_env)
         finally:
-            claim_path(name, seed).unlink(missing_ok=True)
+            claim_path(name, variant, seed).unlink(missing_ok=True)
         print(f"[{now()}] end {name} seed{seed}: rc={rc} in {time.perf_counter() - t0:.0f}s", flush=True)
         if rc == 0:
             report()
@@ -122,24 +121,18 @@ def run(names: list[str], match: str, commit: bool) -> None:
                 git_commit(f"sweep {name} seed{seed}", paths=["sweeps"])
 
 
-def _curve(csv_path: Path) -> list[dict[str, float]]:
-    with open(csv_path) as f:
-        return [{"timesteps": float(r["timesteps"]), "eval_mean": float(r["eval_mean"])} for r in csv.DictReader(f)]
-
-
 def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
-    finals, aucs, cpu, curves = [], {}, [], []
+    finals, cpu, curves = [], [], []
     seeds_done = []
     for seed in variant["seeds"]:
-        json_path, csv_path = result_paths(SWEEPS_DIR / name, ALGO, variant["env"], seed)
+        json_path = result_paths(SWEEPS_DIR / name, ALGO, variant["env"], seed)[0]
         if not json_path.exists():
             continue
-        result = json.loads(json_path.read_text())
+        result = load_run(json_path)
         seeds_done.append(seed)
         finals.append(result["final_eval"]["mean"])
         cpu.append(result.get("cpu_time_s", float("nan")) / 60)
-        curves.append(_curve(csv_path))
-        aucs[seed] = float(np.mean([row["eval_mean"] for row in curves[-1]]))
+        curves.append(result["curve"])
     if not finals:
         return None
     return {
@@ -151,7 +144,7 @@ def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
         "finals": finals,
         "final_mean": float(np.mean(finals)),
         "final_std": float(np.std(finals, ddof=1)) if len(finals) > 1 else float("nan"),
-        "auc_mean": float(np.mean(list(aucs.values()))),
+        "auc_mean": float(np.mean([np.mean([row["eval_mean"] for row in curve]) for curve in curves])),
         "cpu_min": float(np.mean(cpu)),
         "note": variant.get("note", ""),
         "curves": curves,
