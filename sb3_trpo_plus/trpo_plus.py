@@ -137,6 +137,7 @@ class PolicyStepStats:
     """What one natural-gradient step saw; each field is logged under ``train/``."""
 
     policy_objective: float
+    target_kl: float
     kl: float
     entropy: float
     cg_iterations: int
@@ -186,6 +187,9 @@ class TRPOPlus(OnPolicyAlgorithm):
         reach, where the KL is that of the whole action distribution (summed over action dimensions).
         ``sb3_contrib.TRPO`` averages over action dimensions: its value times the number of action
         dimensions is the equivalent here for Box and MultiBinary actions.
+        It can also be a function of the remaining progress (from 1 to 0), like ``learning_rate``, e.g.
+        ``stable_baselines3.common.utils.LinearSchedule(0.03, 0.0, 1.0)`` to shrink the region as training
+        ends; an update whose radius is <= 0 leaves the actor where it is (the critic still learns)
     :param sub_sampling_factor: Use every k-th sample (k >= 1) of the rollout for the whole policy step
         (gradient, Fisher and line search), as ``sb3_contrib.TRPO`` does;
         see p40-42 of John Schulman's thesis http://joschu.net/docs/thesis.pdf
@@ -234,7 +238,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         rollout_buffer_class: type[RolloutBuffer] | None = None,
         rollout_buffer_kwargs: dict[str, Any] | None = None,
         normalize_advantage: bool = True,
-        target_kl: float = 0.01,
+        target_kl: float | Schedule = 0.01,
         sub_sampling_factor: int = 1,
         fisher_sub_sampling: int = 1,
         cg_residual_tol: float = 1e-10,
@@ -259,7 +263,8 @@ class TRPOPlus(OnPolicyAlgorithm):
         check_range("line_search_shrinking_factor", line_search_shrinking_factor, 0.0, 1.0, False, False)
         check_range("line_search_max_iter", line_search_max_iter, low=1, integer=True)
         check_range("n_critic_updates", n_critic_updates, low=0, integer=True)
-        check_range("target_kl", target_kl, low=0.0, low_inclusive=False)
+        if not callable(target_kl):
+            check_range("target_kl", target_kl, low=0.0, low_inclusive=False)
         check_range("sub_sampling_factor", sub_sampling_factor, low=1, integer=True)
         check_range("fisher_sub_sampling", fisher_sub_sampling, low=1, integer=True)
         check_range("cg_residual_tol", cg_residual_tol, low=0.0)
@@ -349,6 +354,20 @@ class TRPOPlus(OnPolicyAlgorithm):
             self.policy.optimizer = th.optim.Adam(self.policy.parameters(), **{**optimizer.defaults, "fused": True})
 
     # ------------------------------------------------------------------ helpers
+    def _current_target_kl(self) -> float:
+        """
+        The trust-region radius of this update: ``target_kl``, or its schedule at the current remaining progress.
+        A schedule's value below zero (the progress overshoots the end by less than one rollout) counts as zero.
+        """
+        value = self.target_kl(self._current_progress_remaining) if callable(self.target_kl) else self.target_kl
+        radius = float(value)
+        if not math.isfinite(radius):
+            raise ValueError(
+                f"Invalid target_kl: its schedule returned {value!r} at remaining progress "
+                f"{self._current_progress_remaining}; expected a finite number >= 0"
+            )
+        return max(radius, 0.0)
+
     def _distribution(self, obs: PyTorchObs) -> Distribution:
         """The policy's action distribution for ``obs``, as an object of its own.
 
@@ -543,6 +562,7 @@ class TRPOPlus(OnPolicyAlgorithm):
 
         :return: the actor's parameters (those the action distribution depends on) and the step's statistics
         """
+        target_kl = self._current_target_kl()
         if self.normalize_advantage:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
@@ -579,7 +599,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         policy_gradient = th.cat([grad_of[id(param)].reshape(-1) for param in actor_params])
 
         cg = conjugate_gradient(fvp, policy_gradient, self.cg_max_steps, self.cg_residual_tol)
-        beta = max_step_size(cg.x_dot_ax, self.target_kl)
+        beta = max_step_size(cg.x_dot_ax, target_kl) if target_kl > 0.0 else 0.0
         full_step = beta * cg.x
         expected_improvement = float(policy_gradient @ full_step)
         del fvp, grads, grad_of, distribution  # release the graphs before the line search
@@ -598,7 +618,7 @@ class TRPOPlus(OnPolicyAlgorithm):
                 theta_old,
                 full_step,
                 surrogate_old,
-                max_kl=self.target_kl,
+                max_kl=target_kl,
                 shrinking_factor=self.line_search_shrinking_factor,
                 max_iter=self.line_search_max_iter,
                 expected_improvement=expected_improvement,
@@ -606,13 +626,14 @@ class TRPOPlus(OnPolicyAlgorithm):
             )
             theta, accepted, steps = search.theta, search.accepted, search.steps
             fraction, surrogate_new, kl = search.step_fraction, search.surrogate, search.kl
-        else:  # no finite, positive-curvature direction: no step
+        else:  # no finite, positive-curvature direction, or a zero radius: no step
             theta, accepted, steps, fraction, surrogate_new, kl = theta_old, False, 0, 0.0, surrogate_old, 0.0
         vector_to_parameters(theta, actor_params)
 
         entropy = old_distribution.entropy()
         stats = PolicyStepStats(
             policy_objective=surrogate_new,
+            target_kl=target_kl,
             kl=kl,
             entropy=float("nan") if entropy is None else entropy.mean().item(),
             cg_iterations=cg.iterations,
@@ -768,6 +789,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         self.logger.record("train/value_loss", value_loss)
         self.logger.record("train/kl_divergence_loss", stats.kl)
         self.logger.record("train/kl", stats.kl)
+        self.logger.record("train/target_kl", stats.target_kl)
         self.logger.record("train/entropy", stats.entropy)
         self.logger.record("train/explained_variance", explained_var)
         self.logger.record("train/is_line_search_success", float(stats.line_search_success))

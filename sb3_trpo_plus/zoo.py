@@ -23,13 +23,14 @@ import difflib
 import functools
 import importlib
 import inspect
-import re
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
 from sb3_trpo_plus.trpo_plus import TRPOPlus
@@ -56,7 +57,9 @@ NET_ARCHS: dict[str, dict[str, list[int]]] = {
 }
 ACTIVATION_FNS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
-_SCHEDULE = re.compile(r"^lin_[-+0-9.eE]+$")
+#: Arguments that may be a ``lin_<initial value>`` schedule string: the Zoo converts ``learning_rate`` itself,
+#: :func:`make_schedules` converts the others.
+SCHEDULE_KEYS = ("learning_rate", "target_kl")
 
 
 def hyperparams_path() -> Path:
@@ -154,13 +157,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_linear_schedule(value: str) -> bool:
+    """Whether ``value`` is the Zoo's ``lin_<initial value>`` schedule string with a finite initial value."""
+    prefix, _, number = value.partition("_")
+    try:
+        return prefix == "lin" and math.isfinite(float(number))
+    except ValueError:
+        return False
+
+
 def check_hyperparams(hyperparams: dict[str, Any], where: str = "") -> None:
     """
     Check a Zoo hyperparameter entry for ``trpo_plus`` before anything is built.
 
     Raises ``ValueError`` naming the key for an unknown key (with the closest known ones) and for a value of
     the wrong type: a bool argument given a non-bool, a numeric argument given a non-number (``learning_rate``
-    may also be a ``lin_<value>`` schedule string). Ranges are checked by :class:`TRPOPlus` itself.
+    and ``target_kl`` may also be a ``lin_<value>`` schedule string). Ranges are checked by :class:`TRPOPlus` itself.
 
     :param hyperparams: the entry, after the Zoo merged ``--hyperparams`` and ``--trial-id`` into it
     :param where: where the entry comes from, for the message
@@ -179,8 +191,8 @@ def check_hyperparams(hyperparams: dict[str, Any], where: str = "") -> None:
                 f"Known: TRPOPlus arguments {sorted(defaults)} and RL Zoo keys {sorted(ZOO_KEYS)}"
             )
         default = defaults.get(key)
-        if key == "learning_rate" and isinstance(value, str):
-            ok = bool(_SCHEDULE.match(value))
+        if key in SCHEDULE_KEYS and isinstance(value, str):
+            ok = _is_linear_schedule(value)
             expected = "a number or a 'lin_<initial value>' schedule"
         elif key in ("n_timesteps", "n_envs"):
             ok = _is_number(value) and float(value).is_integer() and value > 0
@@ -195,6 +207,20 @@ def check_hyperparams(hyperparams: dict[str, Any], where: str = "") -> None:
             continue
         if not ok:
             raise ValueError(f"Invalid hyperparameter {key}={value!r} for {ALGO_NAME}{suffix}: expected {expected}")
+
+
+def make_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """
+    Turn a ``target_kl: lin_<initial value>`` string into a schedule that shrinks linearly from that value to 0
+    over training (SB3's ``LinearSchedule``), the way the Zoo turns ``learning_rate: lin_<value>`` into one.
+
+    :param hyperparams: a checked hyperparameter entry (see :func:`check_hyperparams`), changed in place
+    :return: ``hyperparams``
+    """
+    value = hyperparams.get("target_kl")
+    if isinstance(value, str):
+        hyperparams["target_kl"] = LinearSchedule(float(value.split("_", 1)[1]), 0.0, 1.0)
+    return hyperparams
 
 
 # --------------------------------------------------------------------------- registration
@@ -227,6 +253,7 @@ def _patch_experiment_manager(exp_manager: ModuleType) -> None:
         hyperparams, saved_hyperparams = original_read(self)
         if self.algo == ALGO_NAME:
             check_hyperparams(hyperparams, f"env {self.env_name.gym_id}, hyperparameters from {self.config}")
+            make_schedules(hyperparams)  # the saved copy keeps the string, for config.yml
         return hyperparams, saved_hyperparams
 
     manager_class.__init__ = __init__
@@ -257,6 +284,7 @@ __all__ = [
     "check_hyperparams",
     "convert_trpo_plus_params",
     "hyperparams_path",
+    "make_schedules",
     "register",
     "sample_trpo_plus_params",
 ]

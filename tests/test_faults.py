@@ -12,6 +12,7 @@ import torch as th
 from gymnasium import spaces
 from sb3_contrib import TRPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import LinearSchedule
 from torch.nn.utils import parameters_to_vector
 
 from sb3_trpo_plus import TRPOPlus
@@ -185,6 +186,19 @@ def test_save_load_identical_actions_and_resume_counting_on(tmp_path: Path) -> N
     loaded.learn(128, reset_num_timesteps=False)
     assert loaded.num_timesteps == 256
     assert loaded._n_updates == 4
+
+
+def test_target_kl_schedule_saves_loads_and_trains_on(tmp_path: Path) -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, target_kl=LinearSchedule(0.02, 0.0, 1.0), seed=0)
+    model.learn(128)
+    model.save(tmp_path / "model.zip")
+    loaded = TRPOPlus.load(tmp_path / "model.zip", env=gym.make("Pendulum-v1"))
+    assert callable(loaded.target_kl) and loaded.target_kl(0.5) == pytest.approx(0.01)
+    loaded.learn(128)  # trains on; its last update is at the end of the schedule
+    assert loaded.logger.name_to_value["train/target_kl"] == 0.0
+    loaded._current_progress_remaining = 0.5
+    loaded.train()
+    assert loaded.logger.name_to_value["train/target_kl"] == pytest.approx(0.01)
 
 
 class StopAfter(BaseCallback):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
-from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.utils import LinearSchedule, obs_as_tensor
 from torch.nn.utils import parameters_to_vector
 
 import sb3_trpo_plus.trpo_plus as trpo_module
@@ -182,6 +182,51 @@ def test_forced_line_search_failure_restores_actor_bit_for_bit(
     # the critic was fitted, and nothing the action distribution depends on moved (shared extractor included)
     assert moved
     assert all(name.startswith(("value_net", "mlp_extractor.value_net")) for name in moved), moved
+
+
+def test_target_kl_schedule_sets_each_update_radius() -> None:
+    """A schedule gives the radius at the current progress: the KL reached stays within it, and at 0 the actor stays."""
+    schedule = LinearSchedule(0.05, 0.0, 1.0)
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=256, n_critic_updates=1, target_kl=schedule, seed=0)
+    collect(model)
+    obs, actions, old_log_prob, advantages = batch(model)
+    with th.no_grad():
+        old = model._distribution(obs)
+    model._current_progress_remaining = 0.2
+    model.train()
+    logged = model.logger.name_to_value
+    assert logged["train/target_kl"] == pytest.approx(0.01)
+    assert logged["train/is_line_search_success"] == 1.0
+    _, kl = surrogate_and_kl(model, old, obs, actions, old_log_prob, advantages)
+    assert 0.0 < kl <= 0.01 * (1 + 1e-5)
+    assert logged["train/kl"] == pytest.approx(kl, rel=1e-4)
+
+    # at the end of training (and a little past it, as the last rollout overshoots) the region is empty
+    for remaining in (0.0, -0.002):
+        model._current_progress_remaining = remaining
+        before = {name: param.detach().clone() for name, param in model.policy.named_parameters()}
+        model.train()
+        assert model.logger.name_to_value["train/target_kl"] == 0.0
+        assert model.logger.name_to_value["train/is_line_search_success"] == 0.0
+        moved = {name for name, param in model.policy.named_parameters() if not th.equal(param, before[name])}
+        assert moved and all(name.startswith(("value_net", "mlp_extractor.value_net")) for name in moved), moved
+
+
+def test_constant_target_kl_schedule_is_the_float() -> None:
+    """``target_kl=lambda _: x`` trains bit for bit like ``target_kl=x``."""
+
+    def train(target_kl) -> th.Tensor:
+        model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, target_kl=target_kl, seed=1)
+        model.learn(192)
+        return parameters_to_vector(model.policy.parameters()).detach()
+
+    assert th.equal(train(0.02), train(lambda _: 0.02))
+
+
+def test_non_finite_target_kl_schedule_names_the_argument() -> None:
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, target_kl=lambda _: float("nan"), seed=0)
+    with pytest.raises(ValueError, match=r"Invalid target_kl: its schedule returned nan"):
+        model.learn(64)
 
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])

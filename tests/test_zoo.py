@@ -197,6 +197,7 @@ def test_conf_overrides_and_other_algorithms_keep_their_files(tmp_path: Path) ->
         ("target_kl: big", r"Invalid hyperparameter target_kl='big' .*expected a number"),
         ("normalize_advantage: 'yes'", r"Invalid hyperparameter normalize_advantage='yes' .*true or false"),
         ("learning_rate: fast", r"Invalid hyperparameter learning_rate='fast'"),
+        ("target_kl: lin_fast", r"Invalid hyperparameter target_kl='lin_fast' .*'lin_<initial value>' schedule"),
         ("n_envs: 1.5", r"Invalid hyperparameter n_envs=1.5"),
         ("seed: 1", r"Invalid hyperparameter 'seed' .*sets it itself"),
     ],
@@ -208,6 +209,21 @@ def test_bad_hyperparameter_names_the_key(entry: str, message: str, tmp_path: Pa
     with pytest.raises(ValueError, match=message) as error:
         zoo_main(monkeypatch, "train", *args)
     assert str(conf) in str(error.value)  # and says which file
+
+
+def test_target_kl_lin_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``target_kl: lin_<x>`` shrinks the region linearly from x to 0, as ``learning_rate: lin_<x>`` does the rate."""
+    conf = tmp_path / "mine.yml"
+    conf.write_text(
+        "CartPole-v1:\n  n_timesteps: 128\n  policy: MlpPolicy\n  n_steps: 64\n  batch_size: 64\n  target_kl: lin_0.02\n"
+    )
+    args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-f", str(tmp_path), "-conf", str(conf), *TINY]
+    zoo_main(monkeypatch, "train", *args)
+    run = tmp_path / "trpo_plus" / "CartPole-v1_1"
+    model = TRPOPlus.load(run / "CartPole-v1.zip")
+    assert callable(model.target_kl)
+    assert [model.target_kl(p) for p in (1.0, 0.25, 0.0)] == pytest.approx([0.02, 0.005, 0.0])
+    assert "- target_kl\n    - lin_0.02\n" in (run / "CartPole-v1" / "config.yml").read_text()
 
 
 def test_bad_range_is_reported_by_trpo_plus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
