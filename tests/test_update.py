@@ -404,6 +404,21 @@ def test_fast_rollout_forward_matches_sb3_policy(env_id: str) -> None:
             assert abs(float((actions == 1).float().mean() - probs[:, 1].mean())) < 0.03
 
 
+def test_fast_rollout_forward_draws_sb3s_gaussian_actions() -> None:
+    """Same torch seed, same actions: the closed form consumes the random stream exactly as SB3's forward does,
+    so a rollout follows the one SB3 would collect (up to float rounding)."""
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, seed=0)
+    obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(256)]))
+    th.manual_seed(1)
+    with model._fast_rollout_forward():
+        fast, _, fast_log_prob = model.policy(obs)
+    th.manual_seed(1)
+    with th.no_grad():
+        expected, _, expected_log_prob = model.policy(obs)
+    assert th.allclose(fast, expected, atol=1e-6)
+    assert th.allclose(fast_log_prob, expected_log_prob, atol=1e-5)
+
+
 def test_fast_rollout_forward_is_removed_after_an_error() -> None:
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64)
     with pytest.raises(RuntimeError), model._fast_rollout_forward():
