@@ -230,3 +230,38 @@ def test_bad_range_is_reported_by_trpo_plus(tmp_path: Path, monkeypatch: pytest.
     args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path), *TINY]
     with pytest.raises(ValueError, match=r"cg_max_steps=0"):
         zoo_main(monkeypatch, "train", *args, "--hyperparams", "cg_max_steps:0")
+
+
+# --------------------------------------------------------------------------- the shipped entries
+def _shipped_envs() -> list[str]:
+    import yaml
+
+    return [env_id for env_id in yaml.safe_load(hyperparams_path().read_text()) if env_id != "default"]
+
+
+@pytest.mark.parametrize("env_id", _shipped_envs())
+def test_shipped_entry_builds_train_and_eval_envs(env_id: str, tmp_path: Path) -> None:
+    """Every entry of the shipped YAML gives a TRPOPlus model whose training and evaluation envs agree."""
+    import argparse
+
+    import gymnasium as gym
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    try:
+        gym.spec(env_id)
+        gym.make(env_id).close()
+    except (gym.error.Error, ImportError) as error:  # e.g. box2d or mujoco not installed
+        pytest.skip(f"{env_id} cannot be made here: {error}")
+    args = argparse.Namespace(algo="trpo_plus", env=env_id, seed=0)
+    manager = ExperimentManager(args, "trpo_plus", env_id, str(tmp_path), n_timesteps=64, seed=0, verbose=0)
+    setup = manager.setup_experiment()
+    assert setup is not None
+    model, _ = setup
+    assert isinstance(model, TRPOPlus)
+    eval_env = manager.create_envs(1, eval_env=True)
+    assert eval_env.observation_space == model.observation_space
+    assert eval_env.action_space == model.action_space
+    obs = eval_env.reset()
+    model.predict(obs, deterministic=True)  # the policy acts on the evaluation env's observations
+    eval_env.close()
+    model.get_env().close()

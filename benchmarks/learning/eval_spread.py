@@ -46,6 +46,7 @@ def main() -> None:
 
     import rl_zoo3.import_envs  # noqa: F401
     import torch as th
+    from rl_zoo3.utils import get_wrapper_class
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
@@ -65,7 +66,15 @@ def main() -> None:
     for path in args.runs:
         result = json.loads(path.read_text())
         model_path, stats_path = saved_model(result)
-        env = base = make_vec_env(result["env"], n_envs=1, seed=args.seed)
+        # the run's env stack: its entry's wrapper (e.g. Ant-v5's DropContactForces) and env_kwargs, then VecNormalize
+        hyperparams = result.get("hyperparams") or {}
+        env = base = make_vec_env(
+            result["env"],
+            n_envs=1,
+            seed=args.seed,
+            wrapper_class=get_wrapper_class(hyperparams),
+            env_kwargs=hyperparams.get("env_kwargs"),
+        )
         if args.flipped and not hasattr(base.envs[0].unwrapped, "data"):
             raise SystemExit(f"--flipped needs a MuJoCo task (its torso pitch in data.qpos[2]); {result['env']} is not")
         pitch_over: list[bool] = []
