@@ -52,15 +52,16 @@ def check_dynamics(env: Any, n: int = 200) -> None:
         torque = rng.uniform(-3, 3)  # beyond the bounds too: both clip
         _, reward, *_ = env.step(np.array([torque], dtype=np.float32))
         mine = step(np.array(theta), np.array(speed), np.array(np.float32(torque), dtype=float))
-        if not np.allclose([*mine[:2], mine[2]], [*env.state, reward], atol=1e-5):
+        if not np.allclose(mine, [*env.state, reward], atol=1e-5):
             raise SystemExit(f"step() no longer matches gymnasium's Pendulum-v1: {mine} vs {env.state}, {reward}")
 
 
-def _interpolate(
-    values: np.ndarray, theta: np.ndarray, speed: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear interpolation of a (angle, speed) grid: the 4 grid points' indices and weights."""
-    n_theta, n_speed = values.shape
+Corners = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _corners(shape: tuple[int, ...], theta: np.ndarray, speed: np.ndarray) -> Corners:
+    """Bilinear interpolation on an (angle, speed) grid of this shape: the corners' indices and the weights."""
+    n_theta, n_speed = shape
     x = np.remainder(theta + np.pi, 2 * np.pi) / (2 * np.pi) * n_theta  # the angle wraps around
     i0 = np.floor(x).astype(np.int64)
     wx = x - i0
@@ -71,12 +72,16 @@ def _interpolate(
     return i0, (i0 + 1) % n_theta, j0, j0 + 1, wx, wy
 
 
-def interpolate(values: np.ndarray, theta: np.ndarray, speed: np.ndarray) -> np.ndarray:
-    """``values`` (on the grid of :func:`optimal_values`) at the given states."""
-    i0, i1, j0, j1, wx, wy = _interpolate(values, theta, speed)
+def _blend(values: np.ndarray, corners: Corners) -> np.ndarray:
+    i0, i1, j0, j1, wx, wy = corners
     return (1 - wx) * ((1 - wy) * values[i0, j0] + wy * values[i0, j1]) + wx * (
         (1 - wy) * values[i1, j0] + wy * values[i1, j1]
     )
+
+
+def interpolate(values: np.ndarray, theta: np.ndarray, speed: np.ndarray) -> np.ndarray:
+    """``values`` (on the grid of :func:`optimal_values`) at the given states."""
+    return _blend(values, _corners(values.shape, theta, speed))
 
 
 def optimal_values(n_theta: int, n_speed: int, n_torques: int, steps: int = 200) -> list[np.ndarray]:
@@ -85,12 +90,10 @@ def optimal_values(n_theta: int, n_speed: int, n_torques: int, steps: int = 200)
     speed = np.linspace(-MAX_SPEED, MAX_SPEED, n_speed)
     grid = np.meshgrid(theta, speed, np.linspace(-MAX_TORQUE, MAX_TORQUE, n_torques), indexing="ij")
     next_theta, next_speed, reward = step(*grid)
-    i0, i1, j0, j1, wx, wy = _interpolate(np.zeros((n_theta, n_speed)), next_theta, next_speed)
+    corners = _corners((n_theta, n_speed), next_theta, next_speed)  # the same every step: computed once
     values = [np.zeros((n_theta, n_speed))]
     for _ in range(steps):
-        v = values[-1]
-        after = (1 - wx) * ((1 - wy) * v[i0, j0] + wy * v[i0, j1]) + wx * ((1 - wy) * v[i1, j0] + wy * v[i1, j1])
-        values.append((reward + after).max(axis=2))
+        values.append((reward + _blend(values[-1], corners)).max(axis=2))
     return values[::-1]
 
 

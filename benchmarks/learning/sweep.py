@@ -8,8 +8,9 @@ Usage::
 
 Each variant in ``sweeps.yml`` names a task, the seeds, an optional step budget and the entries it
 changes in the task's ``hyperparams/trpo_plus.yml`` entry (``set:``; values as in the Zoo's files, so
-``policy_kwargs`` is a string). Every run is one ``run.py --tag <variant> --set ...`` subprocess with one
-torch thread; results go to ``sweeps/<variant>/trpo_plus/<env>/seed<k>.json`` (skipped when present, so
+``policy_kwargs`` is a string); ``algo: sb3_contrib_trpo`` runs sb3-contrib's TRPO on the Zoo's ``trpo.yml``
+entry instead, for side-by-side checks. Every run is one ``run.py --tag <variant> --set ...`` subprocess with one
+torch thread; results go to ``sweeps/<variant>/<algo>/<env>/seed<k>.json`` (skipped when present, so
 sweeps resume). Tuning uses seeds 100+ so that the benchmark's seeds 0-2 stay out of the tuning. Two
 ``sweep.py run`` processes may work through the same variants (one per core): a run in progress is
 claimed by a file in ``runs/sweeps/`` holding its process id, and the other process skips it.
@@ -32,14 +33,18 @@ from typing import Any
 import numpy as np
 import yaml
 from report import load_run, plot_groups
-from run import SWEEPS_DIR, result_paths, scratch_dir
+from run import ALGOS, SWEEPS_DIR, result_paths, scratch_dir
 from run_queue import now
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SPEC = HERE / "sweeps.yml"
 LOGS = HERE / "logs" / "sweeps"
-ALGO = "trpo_plus"
+ALGO = "trpo_plus"  # unless a variant names another (``algo:``)
+
+
+def algo_of(variant: dict[str, Any]) -> str:
+    return str(variant.get("algo", ALGO))
 
 
 def load_spec() -> dict[str, dict[str, Any]]:
@@ -48,11 +53,13 @@ def load_spec() -> dict[str, dict[str, Any]]:
         missing = {"env", "seeds"} - set(variant)
         if missing:
             raise SystemExit(f"sweeps.yml: variant {name!r} lacks {sorted(missing)}")
+        if algo_of(variant) not in ALGOS:
+            raise SystemExit(f"sweeps.yml: variant {name!r} has algo {algo_of(variant)!r}; expected one of {ALGOS}")
     return spec
 
 
 def command(name: str, variant: dict[str, Any], seed: int) -> list[str]:
-    cmd = [sys.executable, str(HERE / "run.py"), "--algo", ALGO, "--env", variant["env"], "--seed", str(seed)]
+    cmd = [sys.executable, str(HERE / "run.py"), "--algo", algo_of(variant), "--env", variant["env"], "--seed", str(seed)]
     cmd += ["--tag", name]
     if variant.get("n_timesteps"):
         cmd += ["--n-timesteps", str(int(variant["n_timesteps"]))]
@@ -64,7 +71,7 @@ def command(name: str, variant: dict[str, Any], seed: int) -> list[str]:
 
 def claim_path(name: str, variant: dict[str, Any], seed: int) -> Path:
     """Beside the run's scratch folder."""
-    return scratch_dir(ALGO, variant["env"], seed, name).with_name(f"seed{seed}.claim")
+    return scratch_dir(algo_of(variant), variant["env"], seed, name).with_name(f"seed{seed}.claim")
 
 
 def claim(name: str, variant: dict[str, Any], seed: int) -> bool:
@@ -95,14 +102,15 @@ def run(names: list[str], match: str, commit: bool) -> None:
         (name, seed)
         for name in chosen
         for seed in spec[name]["seeds"]
-        if not result_paths(SWEEPS_DIR / name, ALGO, spec[name]["env"], seed)[0].exists()
+        if not result_paths(SWEEPS_DIR / name, algo_of(spec[name]), spec[name]["env"], seed)[0].exists()
     ]
     print(f"[{now()}] {len(todo)} sweep runs to do: {todo}", flush=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for name, seed in todo:
         variant = spec[name]
-        if result_paths(SWEEPS_DIR / name, ALGO, variant["env"], seed)[0].exists() or not claim(name, variant, seed):
+        done = result_paths(SWEEPS_DIR / name, algo_of(variant), variant["env"], seed)[0].exists()
+        if done or not claim(name, variant, seed):
             continue  # done or running in another process
         log = LOGS / f"{name}_seed{seed}.log"
         print(f"[{now()}] start {name} seed{seed}", flush=True)
@@ -125,7 +133,7 @@ def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
     finals, cpu, curves = [], [], []
     seeds_done = []
     for seed in variant["seeds"]:
-        json_path = result_paths(SWEEPS_DIR / name, ALGO, variant["env"], seed)[0]
+        json_path = result_paths(SWEEPS_DIR / name, algo_of(variant), variant["env"], seed)[0]
         if not json_path.exists():
             continue
         result = load_run(json_path)
@@ -140,6 +148,7 @@ def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
         "env": variant["env"],
         "steps": result["timesteps_done"],
         "set": variant.get("set") or {},
+        "algo": algo_of(variant),
         "seeds": seeds_done,
         "finals": finals,
         "final_mean": float(np.mean(finals)),
@@ -175,6 +184,8 @@ def report() -> None:
         env_rows = [r for r in rows if r["env"] == env]
         for row in env_rows:
             changes = ", ".join(f"`{k}={v}`" for k, v in row["set"].items()) or "(YAML entry as is)"
+            if row["algo"] != ALGO:
+                changes = f"**{row['algo']}** (Zoo's trpo.yml entry): {changes}"
             each = ", ".join(f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" for x in row["finals"])
             lines.append(
                 f"| {row['name']} | {row['steps']:,} | {changes} | {len(row['seeds'])} | "
