@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from run import REPO, scratch_dir
@@ -34,6 +35,17 @@ def saved_model(result: dict) -> tuple[Path, Path | None]:
     model = models[-1]
     stats = model.parent / result["env"] / "vecnormalize.pkl"
     return model, stats if stats.exists() else None
+
+
+def algo_class(algo: str) -> Any:
+    """The class that trains a benchmark ``algo`` (``run.py --algo``), to load its saved models."""
+    if algo == "sb3_contrib_trpo":
+        from sb3_contrib import TRPO
+
+        return TRPO
+    from sb3_trpo_plus import TRPOPlus
+
+    return TRPOPlus
 
 
 def main() -> None:
@@ -51,14 +63,7 @@ def main() -> None:
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from sb3_trpo_plus import TRPOPlus
-
     th.set_num_threads(1)
-    algos = {"trpo_plus": TRPOPlus}
-    if any("sb3_contrib" in str(path) for path in args.runs):
-        from sb3_contrib import TRPO
-
-        algos["sb3_contrib_trpo"] = TRPO
     rng = np.random.default_rng(0)
     extra = " upside down (% of steps) |" if args.flipped else ""
     print("| run | recorded final (10 ep.) | mean of fresh episodes | 10-episode mean, 5th-95th percentile |" + extra)
@@ -85,7 +90,7 @@ def main() -> None:
         if stats_path is not None:
             env = VecNormalize.load(str(stats_path), env)
             env.training, env.norm_reward = False, False
-        model = algos[result["algo"]].load(model_path, env=env, device="cpu")
+        model = algo_class(result["algo"]).load(model_path, env=env, device="cpu")
         returns, _ = evaluate_policy(
             model,
             env,

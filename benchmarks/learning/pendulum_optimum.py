@@ -189,17 +189,10 @@ def main() -> None:
             curve_rows = sum(1 for _ in csv.DictReader(f))
         model = None
         if args.check:
-            from eval_spread import saved_model
+            from eval_spread import algo_class, saved_model
 
-            from sb3_trpo_plus import TRPOPlus
-
-            algos: dict[str, Any] = {"trpo_plus": TRPOPlus}
-            if result["algo"] == "sb3_contrib_trpo":
-                from sb3_contrib import TRPO
-
-                algos["sb3_contrib_trpo"] = TRPO
             try:
-                model = algos[result["algo"]].load(saved_model(result)[0], device="cpu")
+                model = algo_class(result["algo"]).load(saved_model(result)[0], device="cpu")
             except SystemExit as missing:  # runs/ is scratch space: check what is still there
                 print(f"(not checked: {missing})")
         starts, returns = final_start_states(result, curve_rows, model)
