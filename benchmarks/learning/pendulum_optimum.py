@@ -19,6 +19,10 @@ sequence achieves from that state, a lower bound on the best possible return (th
 suboptimal: with 128 points per dimension the returns are within ~2.5 of those with 256). Prints the
 planner's mean over fresh random start states, then, per run, the recorded final score and the planner's
 mean on the same 10 start states. Results: ``sweeps/pendulum_optimum.md``.
+
+With ``--gamma G`` below 1 the planner is instead the policy optimal for the discounted problem a learner
+with that ``gamma`` solves (value iteration on the same grid), still scored by the undiscounted 200-step
+return: how much a discount factor alone costs, whatever the learner.
 """
 
 from __future__ import annotations
@@ -97,19 +101,40 @@ def optimal_values(n_theta: int, n_speed: int, n_torques: int, steps: int = 200)
     return values[::-1]
 
 
-def plan(starts: np.ndarray, values: list[np.ndarray], n_torques: int) -> np.ndarray:
+def discounted_values(n_theta: int, n_speed: int, n_torques: int, gamma: float, tol: float = 1e-4) -> np.ndarray:
+    """Value iteration on the same grid for the discounted, endless problem a learner with this ``gamma`` solves.
+
+    Iterates until no grid value moves by more than ``tol`` (the error left is then at most
+    ``tol * gamma / (1 - gamma)``).
+    """
+    theta = -np.pi + 2 * np.pi * np.arange(n_theta) / n_theta
+    speed = np.linspace(-MAX_SPEED, MAX_SPEED, n_speed)
+    grid = np.meshgrid(theta, speed, np.linspace(-MAX_TORQUE, MAX_TORQUE, n_torques), indexing="ij")
+    next_theta, next_speed, reward = step(*grid)
+    corners = _corners((n_theta, n_speed), next_theta, next_speed)
+    values = np.zeros((n_theta, n_speed))
+    while True:
+        new = (reward + gamma * _blend(values, corners)).max(axis=2)
+        if np.abs(new - values).max() < tol:
+            return new
+        values = new
+
+
+def plan(starts: np.ndarray, values: list[np.ndarray], n_torques: int, gamma: float = 1.0) -> np.ndarray:
     """Act greedily on the dynamic-programming values with the true dynamics from each start state.
 
-    Each step picks, among ``n_torques`` torques, the one with the best reward plus interpolated value of
-    the next state, then steps Pendulum-v1's exact dynamics: the return is achieved by a real torque
-    sequence, so it is a lower bound on the best possible return from that start state.
+    Each step picks, among ``n_torques`` torques, the one with the best reward plus ``gamma`` times the
+    interpolated value of the next state, then steps Pendulum-v1's exact dynamics: the return is achieved
+    by a real torque sequence, so it is a lower bound on the best possible return from that start state.
+    With the values of :func:`discounted_values` (the same array every step) and their ``gamma``, it is the
+    policy optimal for that discount, scored by Pendulum-v1's undiscounted 200-step return.
     """
     torques = np.linspace(-MAX_TORQUE, MAX_TORQUE, n_torques)
     theta, speed = starts[:, 0].copy(), starts[:, 1].copy()
     total = np.zeros(len(starts))
     for t in range(len(values) - 1):
         next_theta, next_speed, reward = step(theta[:, None], speed[:, None], torques[None, :])
-        best = torques[np.argmax(reward + interpolate(values[t + 1], next_theta, next_speed), axis=1)]
+        best = torques[np.argmax(reward + gamma * interpolate(values[t + 1], next_theta, next_speed), axis=1)]
         theta, speed, reward = step(theta, speed, best)
         total += reward
     return total
@@ -166,18 +191,30 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=256, help="grid points per dimension (angle, speed)")
     parser.add_argument("--torques", type=int, default=41, help="torque levels of the dynamic programming")
     parser.add_argument("--fresh", type=int, default=1000, help="also: the planner's mean over this many random starts")
+    parser.add_argument(
+        "--gamma",
+        type=float,
+        default=1.0,
+        help="1 (default): the best 200-step return; below 1: the return of the policy optimal for this discount",
+    )
     args = parser.parse_args()
+    if not 0 < args.gamma <= 1:
+        parser.error(f"--gamma must be in (0, 1], got {args.gamma}")
 
     from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
     check_dynamics(PendulumEnv())
-    values = optimal_values(args.grid, args.grid + 1, args.torques)
+    if args.gamma < 1:
+        values = [discounted_values(args.grid, args.grid + 1, args.torques, args.gamma)] * 201
+    else:
+        values = optimal_values(args.grid, args.grid + 1, args.torques)
     if args.fresh:
         env, fresh = PendulumEnv(), []
         for k in range(args.fresh):
             env.reset(seed=12345 + k)
             fresh.append(np.array(env.state, dtype=float))
-        print(f"planner's mean over {args.fresh} random start states: {plan(np.array(fresh), values, 401).mean():.1f}\n")
+        fresh_mean = plan(np.array(fresh), values, 401, args.gamma).mean()
+        print(f"planner's mean over {args.fresh} random start states: {fresh_mean:.1f}\n")
 
     print("| run | recorded final (10 ep.) | planner on the same start states | each start: recorded / planner |")
     print("|---|---|---|---|")
@@ -199,7 +236,7 @@ def main() -> None:
         recorded = result["final_eval"]["returns"]
         if model is not None and not np.allclose(returns, recorded, atol=1e-3):
             raise SystemExit(f"{path}: the replay does not reproduce the recorded final ({returns} vs {recorded})")
-        planned = plan(starts, values, 401)
+        planned = plan(starts, values, 401, args.gamma)
         pairs = ", ".join(f"{r:.0f}/{p:.0f}" for r, p in zip(recorded, planned, strict=True))
         name = path.resolve().relative_to(Path(__file__).resolve().parent)
         print(
