@@ -158,15 +158,24 @@ class _Recorder:
         return np.zeros((len(obs), 1), dtype=np.float32), None
 
 
-def final_start_states(result: dict, curve_rows: int, model: Any = None) -> tuple[np.ndarray, list[float]]:
-    """Replay ``run.py``'s evaluations for this run: the final episodes' start states (and returns)."""
+def final_start_states(
+    result: dict, curve_rows: int, model: Any = None, stats: Path | None = None
+) -> tuple[np.ndarray, list[float]]:
+    """Replay ``run.py``'s evaluations for this run: the final episodes' start states (and returns).
+
+    ``stats``: the run's VecNormalize statistics, which ``model`` needs to see its observations as in training.
+    """
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
 
     env = make_vec_env(result["env"], n_envs=result["n_eval_envs"], seed=result["seed"])  # as the Zoo's create_envs
     dummy = _Recorder(env, result["curve_eval_episodes"])
     for _ in range(curve_rows):
         evaluate_policy(dummy, env, n_eval_episodes=result["curve_eval_episodes"], deterministic=True)  # type: ignore[arg-type]
+    if model is not None and stats is not None:  # the wrapper changes observations only, not the episodes' starts
+        env = VecNormalize.load(str(stats), env)
+        env.training, env.norm_reward = False, False
     recorder = _Recorder(env, result["final_eval"]["n_episodes"], model)
     returns, _ = evaluate_policy(
         recorder,  # type: ignore[arg-type]
@@ -224,15 +233,16 @@ def main() -> None:
             raise SystemExit(f"{path}: a {result['env']} run; this script replays Pendulum-v1 only")
         with open(path.parent / result["curve_csv"]) as f:
             curve_rows = sum(1 for _ in csv.DictReader(f))
-        model = None
+        model, stats = None, None
         if args.check:
             from eval_spread import algo_class, saved_model
 
             try:
-                model = algo_class(result["algo"]).load(saved_model(result)[0], device="cpu")
+                model_path, stats = saved_model(result)
+                model = algo_class(result["algo"]).load(model_path, device="cpu")
             except SystemExit as missing:  # runs/ is scratch space: check what is still there
                 print(f"(not checked: {missing})")
-        starts, returns = final_start_states(result, curve_rows, model)
+        starts, returns = final_start_states(result, curve_rows, model, stats)
         recorded = result["final_eval"]["returns"]
         if model is not None and not np.allclose(returns, recorded, atol=1e-3):
             raise SystemExit(f"{path}: the replay does not reproduce the recorded final ({returns} vs {recorded})")

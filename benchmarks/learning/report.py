@@ -224,7 +224,14 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
             columns.append([(v - rand[env]) / (REFERENCE[env] - rand[env]) for v in values])
         scores[algo] = np.array(columns).T  # (runs, tasks)
     aggregate = lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_median(x), metrics.aggregate_mean(x)])  # noqa: E731
-    points, intervals = rly.get_interval_estimates(scores, aggregate, reps=2000)
+    # A fixed bootstrap seed per algorithm, so that the same runs give the same intervals every time the report
+    # is rebuilt. rliable's StratifiedBootstrap draws its indices from numpy's global generator (its
+    # random_state argument does not reach those draws), so that is the one to seed.
+    points, intervals = {}, {}
+    for algo, algo_scores in scores.items():
+        np.random.seed(0)
+        estimate = rly.get_interval_estimates({algo: algo_scores}, aggregate, reps=2000)
+        points[algo], intervals[algo] = estimate[0][algo], estimate[1][algo]
     lines = [
         f"Tasks: {', '.join(tasks)}; {min_seeds} seeds each; normalized score = (score - random) / (reference - random).",
         "",
