@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch as th
+from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_trpo_plus import TRPOPlus
 from sb3_trpo_plus.__main__ import main, parse_hyperparams
@@ -48,3 +49,29 @@ def test_parse_hyperparams_types_and_errors() -> None:
     }
     with pytest.raises(SystemExit, match="key=value"):
         parse_hyperparams(["target_kl"])
+
+
+@pytest.mark.parametrize("flag", [None, "--no-normalize-reward"])
+def test_pendulum_preset_normalizes_training_rewards_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str | None
+) -> None:
+    """The default job: the tuned Pendulum settings, rewards scaled in training, a model that acts on raw observations."""
+    threads = th.get_num_threads()
+    save_path = tmp_path / "pendulum.zip"
+    argv = ["--timesteps", "256", "--no-progress-bar", "--eval-episodes", "1", "--save-path", str(save_path)]
+    try:
+        model = main([*argv, "--hyperparams", "n_steps=64", *([flag] if flag else [])])
+    finally:
+        th.set_num_threads(threads)
+    env = model.get_env()
+    assert model.gamma == 0.98 and model.n_steps == 64 and model.use_sde
+    if flag is None:
+        assert isinstance(env, VecNormalize) and env.norm_reward and not env.norm_obs and env.gamma == 0.98
+        assert "rewards normalized" in capsys.readouterr().out
+    else:
+        assert not isinstance(env, VecNormalize)
+        assert "rewards normalized" not in capsys.readouterr().out
+    loaded = TRPOPlus.load(save_path)
+    raw_obs = loaded.observation_space.sample()
+    action, _ = loaded.predict(raw_obs, deterministic=True)
+    assert action.shape == (1,)
