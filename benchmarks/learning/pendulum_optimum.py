@@ -88,13 +88,18 @@ def interpolate(values: np.ndarray, theta: np.ndarray, speed: np.ndarray) -> np.
     return _blend(values, _corners(values.shape, theta, speed))
 
 
-def optimal_values(n_theta: int, n_speed: int, n_torques: int, steps: int = 200) -> list[np.ndarray]:
-    """Dynamic programming on an (angle, speed) grid: ``values[t]`` = best return with ``steps - t`` steps left."""
+def _transitions(n_theta: int, n_speed: int, n_torques: int) -> tuple[np.ndarray, Corners]:
+    """Every (angle, speed) grid state under every torque: the reward, and where it lands (as interpolation corners)."""
     theta = -np.pi + 2 * np.pi * np.arange(n_theta) / n_theta
     speed = np.linspace(-MAX_SPEED, MAX_SPEED, n_speed)
     grid = np.meshgrid(theta, speed, np.linspace(-MAX_TORQUE, MAX_TORQUE, n_torques), indexing="ij")
     next_theta, next_speed, reward = step(*grid)
-    corners = _corners((n_theta, n_speed), next_theta, next_speed)  # the same every step: computed once
+    return reward, _corners((n_theta, n_speed), next_theta, next_speed)
+
+
+def optimal_values(n_theta: int, n_speed: int, n_torques: int, steps: int = 200) -> list[np.ndarray]:
+    """Dynamic programming on an (angle, speed) grid: ``values[t]`` = best return with ``steps - t`` steps left."""
+    reward, corners = _transitions(n_theta, n_speed, n_torques)  # the same every step: computed once
     values = [np.zeros((n_theta, n_speed))]
     for _ in range(steps):
         values.append((reward + _blend(values[-1], corners)).max(axis=2))
@@ -107,11 +112,7 @@ def discounted_values(n_theta: int, n_speed: int, n_torques: int, gamma: float, 
     Iterates until no grid value moves by more than ``tol`` (the error left is then at most
     ``tol * gamma / (1 - gamma)``).
     """
-    theta = -np.pi + 2 * np.pi * np.arange(n_theta) / n_theta
-    speed = np.linspace(-MAX_SPEED, MAX_SPEED, n_speed)
-    grid = np.meshgrid(theta, speed, np.linspace(-MAX_TORQUE, MAX_TORQUE, n_torques), indexing="ij")
-    next_theta, next_speed, reward = step(*grid)
-    corners = _corners((n_theta, n_speed), next_theta, next_speed)
+    reward, corners = _transitions(n_theta, n_speed, n_torques)
     values = np.zeros((n_theta, n_speed))
     while True:
         new = (reward + gamma * _blend(values, corners)).max(axis=2)
