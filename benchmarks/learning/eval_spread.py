@@ -37,6 +37,31 @@ def saved_model(result: dict) -> tuple[Path, Path | None]:
     return model, stats if stats.exists() else None
 
 
+def run_env(result: dict, n_envs: int, seed: int, stats: Path | None = None, frozen: bool = True) -> Any:
+    """The run's env stack as the Zoo built it: its entry's wrapper (e.g. Ant-v5's DropContactForces) and
+    env_kwargs, then, with ``stats``, its VecNormalize statistics; ``frozen`` (for evaluation): not updated,
+    and the rewards left raw."""
+    import rl_zoo3.import_envs  # noqa: F401
+    from rl_zoo3.utils import get_wrapper_class
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    hyperparams = result.get("hyperparams") or {}
+    env = make_vec_env(
+        result["env"],
+        n_envs=n_envs,
+        seed=seed,
+        wrapper_class=get_wrapper_class(hyperparams),
+        env_kwargs=hyperparams.get("env_kwargs"),
+    )
+    if stats is None:
+        return env
+    normalized = VecNormalize.load(str(stats), env)
+    if frozen:
+        normalized.training, normalized.norm_reward = False, False
+    return normalized
+
+
 def algo_class(algo: str) -> Any:
     """The class that trains a benchmark ``algo`` (``run.py --algo``), to load its saved models."""
     if algo == "sb3_contrib_trpo":
@@ -56,12 +81,8 @@ def main() -> None:
     parser.add_argument("--flipped", action="store_true", help="also: fraction of steps with the torso upside down")
     args = parser.parse_args()
 
-    import rl_zoo3.import_envs  # noqa: F401
     import torch as th
-    from rl_zoo3.utils import get_wrapper_class
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import VecNormalize
 
     th.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -71,15 +92,8 @@ def main() -> None:
     for path in args.runs:
         result = json.loads(path.read_text())
         model_path, stats_path = saved_model(result)
-        # the run's env stack: its entry's wrapper (e.g. Ant-v5's DropContactForces) and env_kwargs, then VecNormalize
-        hyperparams = result.get("hyperparams") or {}
-        env = base = make_vec_env(
-            result["env"],
-            n_envs=1,
-            seed=args.seed,
-            wrapper_class=get_wrapper_class(hyperparams),
-            env_kwargs=hyperparams.get("env_kwargs"),
-        )
+        env = run_env(result, n_envs=1, seed=args.seed, stats=stats_path)
+        base = env.unwrapped  # the DummyVecEnv under VecNormalize
         if args.flipped and not hasattr(base.envs[0].unwrapped, "data"):
             raise SystemExit(f"--flipped needs a MuJoCo task (its torso pitch in data.qpos[2]); {result['env']} is not")
         pitch_over: list[bool] = []
@@ -87,9 +101,6 @@ def main() -> None:
         def watch(locals_: dict, globals_: dict, base=base, pitch_over=pitch_over) -> None:
             pitch_over.append(bool(abs(base.envs[0].unwrapped.data.qpos[2]) > np.pi / 2))
 
-        if stats_path is not None:
-            env = VecNormalize.load(str(stats_path), env)
-            env.training, env.norm_reward = False, False
         model = algo_class(result["algo"]).load(model_path, env=env, device="cpu")
         returns, _ = evaluate_policy(
             model,

@@ -166,17 +166,14 @@ def final_start_states(
 
     ``stats``: the run's VecNormalize statistics, which ``model`` needs to see its observations as in training.
     """
-    from stable_baselines3.common.env_util import make_vec_env
+    from eval_spread import run_env
     from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import VecNormalize
 
-    env = make_vec_env(result["env"], n_envs=result["n_eval_envs"], seed=result["seed"])  # as the Zoo's create_envs
+    # as the Zoo's create_envs; VecNormalize (frozen) changes the observations only, not the episodes' starts
+    env = run_env(result, n_envs=result["n_eval_envs"], seed=result["seed"], stats=stats if model is not None else None)
     dummy = _Recorder(env, result["curve_eval_episodes"])
     for _ in range(curve_rows):
         evaluate_policy(dummy, env, n_eval_episodes=result["curve_eval_episodes"], deterministic=True)  # type: ignore[arg-type]
-    if model is not None and stats is not None:  # the wrapper changes observations only, not the episodes' starts
-        env = VecNormalize.load(str(stats), env)
-        env.training, env.norm_reward = False, False
     recorder = _Recorder(env, result["final_eval"]["n_episodes"], model)
     returns, _ = evaluate_policy(
         recorder,  # type: ignore[arg-type]

@@ -18,9 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from eval_spread import saved_model
+from eval_spread import run_env, saved_model
 from run import parse_overrides
 
 KEYS = [
@@ -42,10 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch as th
-    from rl_zoo3.utils import get_wrapper_class
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.logger import Logger
-    from stable_baselines3.common.vec_env import VecNormalize
 
     from sb3_trpo_plus import TRPOPlus
 
@@ -54,16 +50,7 @@ def main() -> None:
     if result["algo"] != "trpo_plus":
         raise SystemExit(f"{args.run}: a {result['algo']} run; this script continues TRPOPlus runs only")
     model_path, stats_path = saved_model(result)
-    hyperparams = result.get("hyperparams") or {}
-    env: Any = make_vec_env(
-        result["env"],
-        n_envs=result["n_envs"],
-        seed=args.seed,
-        wrapper_class=get_wrapper_class(hyperparams),
-        env_kwargs=hyperparams.get("env_kwargs"),
-    )
-    if stats_path is not None:
-        env = VecNormalize.load(str(stats_path), env)
+    env = run_env(result, n_envs=result["n_envs"], seed=args.seed, stats=stats_path, frozen=False)  # training goes on
     model = TRPOPlus.load(model_path, env=env, device="cpu", **parse_overrides(args.set))
     model.set_logger(Logger(folder=None, output_formats=[]))
     rows: list[dict[str, float]] = []
