@@ -47,6 +47,11 @@ def algo_of(variant: dict[str, Any]) -> str:
     return str(variant.get("algo", ALGO))
 
 
+def result_json(name: str, variant: dict[str, Any], seed: int) -> Path:
+    """The run's result JSON (its "done" marker) under ``sweeps/<variant>/``."""
+    return result_paths(SWEEPS_DIR / name, algo_of(variant), variant["env"], seed)[0]
+
+
 def load_spec() -> dict[str, dict[str, Any]]:
     spec = yaml.safe_load(SPEC.read_text()) or {}
     for name, variant in spec.items():
@@ -99,18 +104,14 @@ def run(names: list[str], match: str, commit: bool) -> None:
         raise SystemExit(f"unknown variants {unknown}; sweeps.yml has {sorted(spec)}")
     chosen = names or [n for n in spec if match and match in n]
     todo = [
-        (name, seed)
-        for name in chosen
-        for seed in spec[name]["seeds"]
-        if not result_paths(SWEEPS_DIR / name, algo_of(spec[name]), spec[name]["env"], seed)[0].exists()
+        (name, seed) for name in chosen for seed in spec[name]["seeds"] if not result_json(name, spec[name], seed).exists()
     ]
     print(f"[{now()}] {len(todo)} sweep runs to do: {todo}", flush=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for name, seed in todo:
         variant = spec[name]
-        done = result_paths(SWEEPS_DIR / name, algo_of(variant), variant["env"], seed)[0].exists()
-        if done or not claim(name, variant, seed):
+        if result_json(name, variant, seed).exists() or not claim(name, variant, seed):
             continue  # done or running in another process
         log = LOGS / f"{name}_seed{seed}.log"
         print(f"[{now()}] start {name} seed{seed}", flush=True)
@@ -133,7 +134,7 @@ def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
     finals, cpu, curves = [], [], []
     seeds_done = []
     for seed in variant["seeds"]:
-        json_path = result_paths(SWEEPS_DIR / name, algo_of(variant), variant["env"], seed)[0]
+        json_path = result_json(name, variant, seed)
         if not json_path.exists():
             continue
         result = load_run(json_path)
