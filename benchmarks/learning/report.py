@@ -164,24 +164,29 @@ def plot_groups(groups: dict[str, list[list[dict[str, Any]]]], title: str, out: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, curves in groups.items():
-        if not curves:
-            continue
+    shown = {label: curves for label, curves in groups.items() if curves}
+    many = len(shown) > 6  # sweeps: a legend beside the axes, 20 colors x 3 line styles
+    fig, ax = plt.subplots(figsize=(7, 5) if many else (6, 4))
+    palette = plt.get_cmap("tab20").colors
+    for i, (label, curves) in enumerate(shown.items()):
         grid = np.array([row["timesteps"] for row in max(curves, key=len)])
         ys = np.array([np.interp(grid, [row["timesteps"] for row in c], [row["eval_mean"] for row in c]) for c in curves])
-        color = colors.get(label)
-        ax.plot(grid, ys.mean(axis=0), color=color, label=f"{label}, {len(curves)} seeds")
+        color = colors.get(label, palette[i % len(palette)] if many else None)
+        style = ("-", "--", ":")[i // len(palette) % 3] if many else "-"
+        ax.plot(grid, ys.mean(axis=0), color=color, linestyle=style, label=f"{label}, {len(curves)} seeds")
         if len(curves) > 1:
-            ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.2, linewidth=0)
+            ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.2 if not many else 0.05, linewidth=0)
     ax.set_title(title)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("deterministic evaluation return")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    if many:  # beside the axes; the saved image grows to hold it (bbox_inches) instead of the axes shrinking
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + len(shown) // 45)
+    else:
+        ax.legend(fontsize=8)
+        fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, bbox_inches="tight" if many else None)
     plt.close(fig)
 
 
