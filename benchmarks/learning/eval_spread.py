@@ -102,7 +102,7 @@ def main() -> None:
             pitch_over.append(bool(abs(base.envs[0].unwrapped.data.qpos[2]) > np.pi / 2))
 
         model = algo_class(result["algo"]).load(model_path, env=env, device="cpu")
-        returns, _ = evaluate_policy(
+        episode_returns, _ = evaluate_policy(
             model,
             env,
             n_eval_episodes=args.episodes,
@@ -110,7 +110,7 @@ def main() -> None:
             return_episode_rewards=True,
             callback=watch if args.flipped else None,
         )
-        returns = np.asarray(returns, dtype=float)
+        returns = np.asarray(episode_returns, dtype=float)
         tens = rng.choice(returns, size=(10_000, 10)).mean(axis=1)
         low, high = np.percentile(tens, [5, 95])
         name = path.resolve().relative_to(REPO / "benchmarks" / "learning")

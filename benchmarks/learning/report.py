@@ -167,7 +167,7 @@ def plot_groups(groups: dict[str, list[list[dict[str, Any]]]], title: str, out: 
     shown = {label: curves for label, curves in groups.items() if curves}
     many = len(shown) > 6  # sweeps: a legend beside the axes, 20 colors x 3 line styles
     fig, ax = plt.subplots(figsize=(7, 5) if many else (6, 4))
-    palette = plt.get_cmap("tab20").colors
+    palette = [plt.get_cmap("tab20")(i) for i in range(20)]
     for i, (label, curves) in enumerate(shown.items()):
         grid = np.array([row["timesteps"] for row in max(curves, key=len)])
         ys = np.array([np.interp(grid, [row["timesteps"] for row in c], [row["eval_mean"] for row in c]) for c in curves])
@@ -358,10 +358,10 @@ def main() -> None:
     ]
     for r in runs:
         train = r["train_ep_return_mean_last100"]
-        cpu = f"{r['cpu_time_s'] / 60:.1f}" if "cpu_time_s" in r else "—"
+        cpu_m = f"{r['cpu_time_s'] / 60:.1f}" if "cpu_time_s" in r else "—"
         lines.append(
             f"| {r['algo']} | {r['env']} | {r['seed']} | {r['final_eval']['mean']:.1f} ± {r['final_eval']['std']:.1f} | "
-            f"{'—' if train is None else f'{train:.1f}'} | {r['wall_time_s'] / 60:.1f} | {cpu} | {r['hyperparams_source']} |"
+            f"{'—' if train is None else f'{train:.1f}'} | {r['wall_time_s'] / 60:.1f} | {cpu_m} | {r['hyperparams_source']} |"
         )
     lines += ["", f"Report machine: {platform.platform()}.", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))

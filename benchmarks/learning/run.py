@@ -276,6 +276,8 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     setup = manager.setup_experiment()
     assert setup is not None
     model, saved_hyperparams = setup
+    train_env = model.get_env()
+    assert train_env is not None  # the model was built on the Zoo's training envs
     # Several eval envs step in lock-step (batched policy forward); evaluate_policy splits the episodes
     # evenly between them, so each evaluation still counts exactly n_episodes whole episodes.
     eval_env: VecEnv = manager.create_envs(args.eval_envs, eval_env=True)
@@ -286,7 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
 
     def evaluate(n_episodes: int) -> tuple[list[float], list[int]]:
         t0 = time.perf_counter()
-        sync_envs_normalization(model.get_env(), eval_env)
+        sync_envs_normalization(train_env, eval_env)
         returns, lengths = evaluate_policy(
             model, eval_env, n_eval_episodes=n_episodes, deterministic=True, return_episode_rewards=True
         )
@@ -332,14 +334,14 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     load_start = os.getloadavg()[0]
     cpu_start = time.process_time()
     clock["start"] = time.perf_counter()
-    model.learn(manager.n_timesteps, callback=[*manager.callbacks, CurveCallback()], log_interval=None)
+    model.learn(manager.n_timesteps, callback=[*manager.callbacks, CurveCallback()], log_interval=None)  # type: ignore[arg-type]  # SB3 skips its console dumps on None
     if not curve or curve[-1]["timesteps"] != model.num_timesteps:
         record(model.num_timesteps)
     train_time = time.perf_counter() - clock["start"] - clock["eval"]
     final_returns, final_lengths = evaluate(args.final_episodes)
     wall_time = time.perf_counter() - clock["start"]
     manager.save_trained_model(model)  # scratch copy (model + VecNormalize) for later re-evaluation
-    model.get_env().close()
+    train_env.close()
     eval_env.close()
 
     infos = list(model.ep_info_buffer or [])

@@ -36,7 +36,7 @@ from torch.nn.utils import parameters_to_vector
 
 from sb3_trpo_plus import TRPOPlus
 
-ZOO_MUJOCO = {
+ZOO_MUJOCO: dict[str, Any] = {
     "n_steps": 1024,
     "batch_size": 128,
     "gamma": 0.99,
@@ -73,6 +73,7 @@ def main() -> None:
     th.set_num_threads(1)
 
     env = VecNormalize(make_vec_env(args.env, n_envs=2, seed=args.seed), gamma=ZOO_MUJOCO["gamma"])
+    assert env.action_space.shape is not None  # a Box: MuJoCo tasks only
     dims = int(np.prod(env.action_space.shape))
     shadow = TRPO("MlpPolicy", env, target_kl=args.kl, cg_damping=0.1, seed=args.seed, **ZOO_MUJOCO)
     shadow.set_logger(configure(None, []))
