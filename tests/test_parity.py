@@ -108,16 +108,21 @@ def test_vec_normalize_callbacks_tensorboard_progress_bar(algo, tmp_path: Path) 
     assert model.num_timesteps == 512
 
 
-@pytest.mark.parametrize("env_id, action_dims", [("HalfCheetah-v5", 6), ("Pendulum-v1", 1)])
-def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: int) -> None:
+@pytest.mark.parametrize(
+    "env_id, action_dims, sde",
+    [("HalfCheetah-v5", 6, False), ("Pendulum-v1", 1, False), ("HalfCheetah-v5", 6, True), ("Pendulum-v1", 1, True)],
+)
+def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: int, sde: bool) -> None:
     """With target_kl and cg_damping multiplied by the action dimensions, one update on the same data and
-    the same initial weights moves the actor as sb3_contrib.TRPO does."""
+    the same initial weights moves the actor as sb3_contrib.TRPO does, with or without gSDE."""
     from torch.nn.utils import parameters_to_vector
 
     from tests.test_update import collect
 
     env = make_vec_env(env_id, n_envs=2, seed=0)
     common = {"n_steps": 256, "n_critic_updates": 0, "cg_max_steps": 10, "seed": 0}
+    if sde:
+        common.update(use_sde=True, sde_sample_freq=4, policy_kwargs={"log_std_init": -2})
     ours = TRPOPlus("MlpPolicy", env, target_kl=0.01 * action_dims, cg_damping=0.1 * action_dims, **common)
     theirs = TRPO("MlpPolicy", env, target_kl=0.01, cg_damping=0.1, **common)
     theirs.policy.load_state_dict(ours.policy.state_dict())
