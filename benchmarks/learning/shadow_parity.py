@@ -11,10 +11,16 @@ the run follows TRPOPlus only.
 Usage::
 
     python benchmarks/learning/shadow_parity.py --env Hopper-v5 --steps 200000 --seed 0 --out shadow.csv
+    # the shipped Ant-v5 entry's settings (gSDE, gamma 0.98, a 256x256 actor, no contact forces)
+    python benchmarks/learning/shadow_parity.py --env Ant-v5 --steps 100000 --drop-contact-forces --out ant.csv \
+        --set gamma=0.98 use_sde=true sde_sample_freq=4 \
+        "policy_kwargs=dict(log_std_init=-4, net_arch=dict(pi=[256, 256], vf=[64, 64]))"
 
 The Zoo's TRPO MuJoCo entry (2 envs x 1024 steps, batch 128, 25 CG steps, 20 critic epochs at 1e-3,
 gamma 0.99, GAE 0.95, VecNormalize) is written out below rather than read through the Zoo, to keep this
-a self-contained check of the update.
+a self-contained check of the update; ``--set`` changes entries of it (a ``policy_kwargs`` string is
+evaluated as the Zoo does, with ``nn`` in scope) and ``--drop-contact-forces`` wraps each env in
+``sb3_trpo_plus.wrappers.DropContactForces``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
+from run import parse_overrides
 from sb3_contrib import TRPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
@@ -35,6 +42,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from torch.nn.utils import parameters_to_vector
 
 from sb3_trpo_plus import TRPOPlus
+from sb3_trpo_plus.wrappers import DropContactForces
 
 ZOO_MUJOCO: dict[str, Any] = {
     "n_steps": 1024,
@@ -69,13 +77,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kl", type=float, default=0.01, help="sb3-contrib's target_kl (per action dimension)")
     parser.add_argument("--out", type=Path, required=True, help="CSV, one row per update")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="change entries of the settings")
+    parser.add_argument("--drop-contact-forces", action="store_true", help="wrap each env in DropContactForces")
     args = parser.parse_args()
     th.set_num_threads(1)
 
-    env = VecNormalize(make_vec_env(args.env, n_envs=2, seed=args.seed), gamma=ZOO_MUJOCO["gamma"])
+    settings = {**ZOO_MUJOCO, **parse_overrides(args.set)}
+    if isinstance(settings.get("policy_kwargs"), str):
+        settings["policy_kwargs"] = eval(settings["policy_kwargs"], {"dict": dict, "nn": th.nn})  # as the Zoo does
+    wrapper = DropContactForces if args.drop_contact_forces else None
+    env = VecNormalize(make_vec_env(args.env, n_envs=2, seed=args.seed, wrapper_class=wrapper), gamma=settings["gamma"])
     assert env.action_space.shape is not None  # a Box: MuJoCo tasks only
     dims = int(np.prod(env.action_space.shape))
-    shadow = TRPO("MlpPolicy", env, target_kl=args.kl, cg_damping=0.1, seed=args.seed, **ZOO_MUJOCO)
+    shadow = TRPO("MlpPolicy", env, target_kl=args.kl, cg_damping=0.1, seed=args.seed, **settings)
     shadow.set_logger(configure(None, []))
     rows: list[dict[str, float]] = []
 
@@ -121,7 +135,7 @@ def main() -> None:
                     flush=True,
                 )
 
-    model = Driver("MlpPolicy", env, target_kl=args.kl * dims, cg_damping=0.1 * dims, seed=args.seed, **ZOO_MUJOCO)
+    model = Driver("MlpPolicy", env, target_kl=args.kl * dims, cg_damping=0.1 * dims, seed=args.seed, **settings)
     model.learn(args.steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as handle:
