@@ -96,7 +96,9 @@ def main() -> None:
     class Driver(TRPOPlus):
         def train(self) -> None:
             shadow.policy.load_state_dict(self.policy.state_dict())
-            shadow.policy.optimizer.load_state_dict(self.policy.optimizer.state_dict())
+            # a deep copy: load_state_dict keeps the very tensors it is given, and the shadow's Adam would
+            # then update the driver's moments and step counts in place before the driver's own critic step
+            shadow.policy.optimizer.load_state_dict(copy.deepcopy(self.policy.optimizer.state_dict()))
             shadow.rollout_buffer = copy.deepcopy(self.rollout_buffer)
             shadow._current_progress_remaining = self._current_progress_remaining
             buffer = copy.deepcopy(self.rollout_buffer)
