@@ -247,7 +247,8 @@ class Contestant:
 
     def restore(self) -> None:
         self.model.policy.load_state_dict(self.policy_state)
-        self.model.policy.optimizer.load_state_dict(self.optimizer_state)
+        # a copy each time: load_state_dict keeps the tensors it is given, which the next step updates in place
+        self.model.policy.optimizer.load_state_dict(copy.deepcopy(self.optimizer_state))
 
 
 def build_contestants(case: Case, algos: list[str], seed: int = 0) -> list[Contestant]:
