@@ -108,10 +108,8 @@ def test_vec_normalize_callbacks_tensorboard_progress_bar(algo, tmp_path: Path) 
     assert model.num_timesteps == 512
 
 
-@pytest.mark.parametrize(
-    "env_id, action_dims, sde",
-    [("HalfCheetah-v5", 6, False), ("Pendulum-v1", 1, False), ("HalfCheetah-v5", 6, True), ("Pendulum-v1", 1, True)],
-)
+@pytest.mark.parametrize("sde", [False, True])
+@pytest.mark.parametrize("env_id, action_dims", [("HalfCheetah-v5", 6), ("Pendulum-v1", 1)])
 def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: int, sde: bool) -> None:
     """With target_kl and cg_damping multiplied by the action dimensions, one update on the same data and
     the same initial weights moves the actor as sb3_contrib.TRPO does, with or without gSDE."""
