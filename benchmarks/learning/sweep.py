@@ -5,6 +5,7 @@ Usage::
     python benchmarks/learning/sweep.py run pendulum-base pendulum-kl0.03   # named variants, missing seeds only
     python benchmarks/learning/sweep.py run --match halfcheetah-           # every variant whose name contains it
     python benchmarks/learning/sweep.py report                             # -> sweeps/SWEEPS.md
+    python benchmarks/learning/sweep.py compare pendulum-gamma0.98-norm pendulum-env8 --seeds 120-139
 
 Each variant in ``sweeps.yml`` names a task, the seeds, an optional step budget and the entries it
 changes in the task's ``hyperparams/trpo_plus.yml`` entry (``set:``; values as in the Zoo's files, so
@@ -14,6 +15,10 @@ torch thread; results go to ``sweeps/<variant>/<algo>/<env>/seed<k>.json`` (skip
 sweeps resume). Tuning uses seeds 100+ so that the benchmark's seeds 0-2 stay out of the tuning. Two
 ``sweep.py run`` processes may work through the same variants (one per core): a run in progress is
 claimed by a file in ``runs/sweeps/`` holding its process id, and the other process skips it.
+
+``compare REF VARIANT...`` pairs each variant's final returns with the reference's, seed by seed (the same
+seed gives the same evaluation start states, whatever the settings), and prints the mean difference, on how
+many seeds the variant is ahead, and the paired t statistic.
 
 The report gives, per variant: the final deterministic return (mean ± std across seeds and each seed) and
 the mean of the learning curve over all its evaluations (an area-under-the-curve score, less noisy
@@ -202,6 +207,49 @@ def report() -> None:
     print(f"wrote {out.relative_to(REPO)} ({len(rows)} variants)", flush=True)
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"120-139"`` or ``"100,105,110-112"`` -> a list of seeds."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        seeds += list(range(int(low), int(high or low) + 1))
+    return seeds
+
+
+def paired(reference: dict[int, float], variant: dict[int, float]) -> dict[str, Any]:
+    """Paired comparison of two {seed: final return} maps on their common seeds."""
+    seeds = sorted(set(reference) & set(variant))
+    diffs = np.array([variant[s] - reference[s] for s in seeds])
+    n = len(diffs)
+    t = float(diffs.mean() / (diffs.std(ddof=1) / np.sqrt(n))) if n > 1 and diffs.std() > 0 else float("nan")
+    mean = float(diffs.mean()) if n else float("nan")
+    return {"seeds": seeds, "diffs": diffs, "mean": mean, "ahead": int((diffs > 0).sum()), "t": t}
+
+
+def compare(reference: str, names: list[str], seeds: list[int] | None) -> None:
+    spec = load_spec()
+    unknown = [n for n in [reference, *names] if n not in spec]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; sweeps.yml has {sorted(spec)}")
+
+    def finals(name: str) -> dict[int, float]:
+        variant = spec[name]
+        chosen = [s for s in variant["seeds"] if seeds is None or s in seeds]
+        paths = {s: result_json(name, variant, s) for s in chosen}
+        return {s: load_run(p)["final_eval"]["mean"] for s, p in paths.items() if p.exists()}
+
+    ref = finals(reference)
+    print(f"reference {reference}: {len(ref)} seeds, mean {np.mean(list(ref.values())):.1f}")
+    for name in names:
+        result = paired(ref, finals(name))
+        n = len(result["seeds"])
+        each = ", ".join(f"{s}: {d:+.1f}" for s, d in zip(result["seeds"], result["diffs"], strict=True))
+        print(
+            f"{name}: {n} paired seeds, mean difference {result['mean']:+.2f}, ahead on {result['ahead']} of {n}, "
+            f"paired t {result['t']:.2f}\n    {each}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -210,11 +258,17 @@ def main() -> None:
     run_parser.add_argument("--match", default="", help="every variant whose name contains this")
     run_parser.add_argument("--commit", action="store_true", help="git commit sweeps/ after each finished run")
     sub.add_parser("report", help="write sweeps/SWEEPS.md")
+    compare_parser = sub.add_parser("compare", help="pair variants' final returns with a reference's, seed by seed")
+    compare_parser.add_argument("reference")
+    compare_parser.add_argument("names", nargs="+")
+    compare_parser.add_argument("--seeds", type=parse_seeds, default=None, help="e.g. 120-139 (default: all shared)")
     args = parser.parse_args()
     if args.cmd == "run":
         if not args.names and not args.match:
             parser.error("name variants or give --match")
         run(args.names, args.match, args.commit)
+    elif args.cmd == "compare":
+        compare(args.reference, args.names, args.seeds)
     else:
         report()
 
