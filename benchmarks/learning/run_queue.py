@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/learning/run_queue.py --algo sb3_contrib_trpo            # everything for one algo
+    python benchmarks/learning/run_queue.py --algo sb3_contrib_trpo            # everything for one algo (its seeds:
+                                                                                # 0-9 classic control, 0-2 MuJoCo)
     python benchmarks/learning/run_queue.py --env HalfCheetah-v5 --seeds 0 1 2  # one task, both algos
     python benchmarks/learning/run_queue.py --dry-run                           # list what would run
 
@@ -29,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from run import ALGOS, ENVS, RESULTS_DIR, SEEDS, result_paths
+from run import ALGOS, ENVS, RESULTS_DIR, result_paths, seeds_for
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -75,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algo", nargs="+", choices=ALGOS, default=ALGOS)
     parser.add_argument("--env", nargs="+", default=ENVS, help="tasks, run in the order given")
-    parser.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0-9 classic control, 0-2 MuJoCo")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--commit", action="store_true", help="report + git commit after each finished run")
     args = parser.parse_args()
@@ -83,7 +84,7 @@ def main() -> None:
     todo = [
         (algo, env, seed)
         for env in args.env
-        for seed in args.seeds
+        for seed in (args.seeds if args.seeds is not None else seeds_for(env))
         for algo in args.algo
         if not result_paths(RESULTS_DIR, algo, env, seed)[0].exists()
     ]
