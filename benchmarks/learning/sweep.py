@@ -102,11 +102,16 @@ def claim(name: str, variant: dict[str, Any], seed: int) -> bool:
     return False
 
 
-def run(names: list[str], match: str, commit: bool) -> None:
-    spec = load_spec()
+def require_known(spec: dict[str, dict[str, Any]], names: list[str]) -> None:
+    """Stop, naming the variants that sweeps.yml has, unless it has every one of ``names``."""
     unknown = [n for n in names if n not in spec]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; sweeps.yml has {sorted(spec)}")
+
+
+def run(names: list[str], match: str, commit: bool) -> None:
+    spec = load_spec()
+    require_known(spec, names)
     chosen = names or [n for n in spec if match and match in n]
     todo = [
         (name, seed) for name in chosen for seed in spec[name]["seeds"] if not result_json(name, spec[name], seed).exists()
@@ -222,22 +227,20 @@ def paired(reference: dict[int, float], variant: dict[int, float]) -> dict[str, 
     seeds = sorted(set(reference) & set(variant))
     diffs = np.array([variant[s] - reference[s] for s in seeds])
     n = len(diffs)
-    t = float(diffs.mean() / (diffs.std(ddof=1) / np.sqrt(n))) if n > 1 and diffs.std() > 0 else float("nan")
     mean = float(diffs.mean()) if n else float("nan")
+    std = float(diffs.std(ddof=1)) if n > 1 else 0.0
+    t = mean / (std / np.sqrt(n)) if std > 0 else float("nan")
     return {"seeds": seeds, "diffs": diffs, "mean": mean, "ahead": int((diffs > 0).sum()), "t": t}
 
 
 def compare(reference: str, names: list[str], seeds: list[int] | None) -> None:
     spec = load_spec()
-    unknown = [n for n in [reference, *names] if n not in spec]
-    if unknown:
-        raise SystemExit(f"unknown variants {unknown}; sweeps.yml has {sorted(spec)}")
+    require_known(spec, [reference, *names])
 
     def finals(name: str) -> dict[int, float]:
-        variant = spec[name]
-        chosen = [s for s in variant["seeds"] if seeds is None or s in seeds]
-        paths = {s: result_json(name, variant, s) for s in chosen}
-        return {s: load_run(p)["final_eval"]["mean"] for s, p in paths.items() if p.exists()}
+        row = _row(name, spec[name]) or {"seeds": [], "finals": []}
+        by_seed = dict(zip(row["seeds"], row["finals"], strict=True))
+        return {s: f for s, f in by_seed.items() if seeds is None or s in seeds}
 
     ref = finals(reference)
     print(f"reference {reference}: {len(ref)} seeds, mean {np.mean(list(ref.values())):.1f}")
