@@ -201,6 +201,13 @@ def plot_curves(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
     return written
 
 
+def seed_list(seeds: list[int]) -> str:
+    """``[0, 1, 2, 3]`` -> ``"0-3"``; ``[0, 1, 3]`` -> ``"0, 1, 3"``."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str], list[str]]:
     """rliable IQM over the MuJoCo tasks: markdown lines and the tasks used (empty if not enough runs)."""
     seeds: dict[str, dict[str, dict[int, float]]] = {}
@@ -220,12 +227,17 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
     from rliable import library as rly
     from rliable import metrics
 
+    # The seeds every algorithm has run on every task used: the same runs per task for all of them (rliable's
+    # score matrices are runs x tasks), and more than min_seeds once a further seed has finished everywhere.
+    common = sorted(set.intersection(*(set(seeds[algo][env]) for algo in eligible for env in tasks)))
+    if len(common) < min_seeds:
+        return [f"Fewer than {min_seeds} seeds shared by every algorithm and MuJoCo task: no aggregate yet."], []
     rand = random_scores(tasks)
     scores = {}
     for algo in eligible:
         columns = []
         for env in tasks:
-            values = [seeds[algo][env][s] for s in sorted(seeds[algo][env])[:min_seeds]]
+            values = [seeds[algo][env][s] for s in common]
             columns.append([(v - rand[env]) / (REFERENCE[env] - rand[env]) for v in values])
         scores[algo] = np.array(columns).T  # (runs, tasks)
     aggregate = lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_median(x), metrics.aggregate_mean(x)])  # noqa: E731
@@ -238,7 +250,8 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
         estimate = rly.get_interval_estimates({algo: algo_scores}, aggregate, reps=2000)
         points[algo], intervals[algo] = estimate[0][algo], estimate[1][algo]
     lines = [
-        f"Tasks: {', '.join(tasks)}; {min_seeds} seeds each; normalized score = (score - random) / (reference - random).",
+        f"Tasks: {', '.join(tasks)}; seeds {seed_list(common)} of each (those every algorithm has run on every task);"
+        " normalized score = (score - random) / (reference - random).",
         "",
         "| algorithm | IQM [95% CI] | median [95% CI] | mean [95% CI] |",
         "|---|---|---|---|",
