@@ -13,7 +13,13 @@ Reads every ``results/<algo>/<env>/seed<k>.json`` (+ ``_curve.csv``) and writes
   the mean across seeds as a line and the min-max range across seeds shaded, both algorithms on one plot;
 * ``plots/mujoco_iqm.png`` and a table in ``RESULTS.md``: rliable's interquartile mean (IQM) with 95%
   stratified-bootstrap confidence intervals over the MuJoCo tasks, once an algorithm has at least
-  ``--min-seeds`` seeds on at least two MuJoCo tasks (only tasks every such algorithm has are used).
+  ``--min-seeds`` seeds on at least two MuJoCo tasks (only tasks every such algorithm has are used, and only
+  the seeds every algorithm has run on every one of them);
+* a table of each task against the project's target (``TARGETS``) and against sb3-contrib, seed by seed, with
+  the means over seeds 0-2 alone (every task's seeds until 2026-11-24).
+
+With ``--readme`` the results table and the targets table are also written into the README, between their
+``<!-- learning-results-table -->`` and ``<!-- learning-targets-table -->`` markers.
 
 Score normalization for the aggregate: ``(score - random) / (reference - random)``, where ``random`` is
 the mean return of a uniformly random policy on the same v5 task (10 episodes, computed once and
@@ -42,6 +48,19 @@ RANDOM_SCORES = HERE / "random_scores.json"
 
 # sb3-contrib documentation, TRPO, MuJoCo v3, 1M steps, 3 seeds (DESIGN.md section 5).
 REFERENCE = {"HalfCheetah-v5": 1803.0, "Hopper-v5": 3372.0, "Walker2d-v5": 4502.0, "Swimmer-v5": 359.0, "Ant-v5": 3554.0}
+# The project's targets for TRPOPlus (issue 5): the final return's mean over the task's benchmark seeds.
+TARGETS = {
+    "CartPole-v1": 500.0,
+    "Pendulum-v1": -200.0,
+    "Acrobot-v1": -85.0,
+    "MountainCarContinuous-v0": 90.0,
+    "HalfCheetah-v5": 3500.0,
+    "Hopper-v5": 3400.0,
+    "Walker2d-v5": 4500.0,
+    "Swimmer-v5": 350.0,
+    "Ant-v5": 4000.0,
+}
+FIRST_SEEDS = [0, 1, 2]  # every task's benchmark seeds until 2026-11-24
 LABELS = {"sb3_contrib_trpo": "sb3_contrib.TRPO (RL Zoo hyperparameters)", "trpo_plus": "TRPOPlus"}
 COLORS = {"sb3_contrib_trpo": "tab:blue", "trpo_plus": "tab:orange"}
 CSV_FIELDS = [
@@ -274,7 +293,7 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
         ax.plot([points[algo][0]] * 2, [i - 0.3, i + 0.3], color="k")
     ax.set_yticks(range(len(scores)), [LABELS[a] for a in scores], fontsize=8)
     ax.set_xlabel("IQM of normalized score (1 = sb3-contrib docs TRPO), 95% CI")
-    ax.set_title(f"MuJoCo v5, {len(tasks)} tasks x {min_seeds} seeds")
+    ax.set_title(f"MuJoCo v5, {len(tasks)} tasks x {len(common)} seeds")
     fig.tight_layout()
     PLOTS.mkdir(exist_ok=True)
     fig.savefig(PLOTS / "mujoco_iqm.png", dpi=100)
@@ -283,25 +302,56 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
     return lines, tasks
 
 
-def update_readme(runs: list[dict[str, Any]], envs: list[str]) -> None:
-    """Replace the table between the README's learning-results markers (and nothing else)."""
-    readme = HERE.parent.parent / "README.md"
-    start, end = "<!-- learning-results-table -->\n", "<!-- /learning-results-table -->"
-    text = readme.read_text()
-    if start not in text or end not in text:
-        print("README.md has no learning-results markers: not updated")
-        return
-    table = [
-        "| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " |",
-        "|---|---|" + "---|" * len(ALGOS),
+def finals_by_seed(runs: list[dict[str, Any]], algo: str, env: str) -> dict[int, float]:
+    return {r["seed"]: r["final_eval"]["mean"] for r in runs if r["env"] == env and r["algo"] == algo}
+
+
+def targets_table(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
+    """Markdown: each task's target, both algorithms' means, the seed-by-seed comparison and seeds 0-2 alone."""
+    plus, base = "trpo_plus", "sb3_contrib_trpo"
+    lines = [
+        "| task | target (TRPOPlus mean) | TRPOPlus | sb3_contrib.TRPO | TRPOPlus ahead, seed by seed "
+        "| seeds 0-2 only: TRPOPlus / sb3-contrib | target | not below sb3-contrib |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for env in envs:
-        steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
-        cells = [fmt([r["final_eval"]["mean"] for r in runs if r["env"] == env and r["algo"] == a]) for a in ALGOS]
-        table.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |")
-    head, rest = text.split(start, 1)
-    readme.write_text(head + start + "\n".join(table) + "\n" + end + rest.split(end, 1)[1])
-    print("README.md results table updated")
+        ours, theirs = finals_by_seed(runs, plus, env), finals_by_seed(runs, base, env)
+        if not ours or not theirs:
+            continue
+        shared = sorted(set(ours) & set(theirs))
+        ahead = sum(ours[k] > theirs[k] for k in shared)
+        ties = sum(ours[k] == theirs[k] for k in shared)
+        ahead_text = f"{ahead} of {len(shared)}" + (f" ({ties} tied)" if ties else "")
+        first = [k for k in FIRST_SEEDS if k in ours and k in theirs]
+        target = TARGETS.get(env)
+        first_text = "—"
+        if first:
+            first_ours = float(np.mean([ours[k] for k in first]))
+            below = " (below target)" if target is not None and first_ours < target else ""
+            first_text = f"{first_ours:.1f}{below} / {np.mean([theirs[k] for k in first]):.1f}"
+        mean_ours, mean_theirs = float(np.mean(list(ours.values()))), float(np.mean(list(theirs.values())))
+        target_text = "—" if target is None else ("met" if mean_ours >= target else "**missed**")
+        lines.append(
+            f"| {env} | {'—' if target is None else f'≥ {target:g}'} | {mean_ours:.1f} ({len(ours)}) "
+            f"| {mean_theirs:.1f} ({len(theirs)}) | {ahead_text} | {first_text} | {target_text} "
+            f"| {'yes' if mean_ours >= mean_theirs else '**no**'} |"
+        )
+    return lines
+
+
+def update_readme(blocks: dict[str, list[str]]) -> None:
+    """Replace the lines between each ``<!-- name -->`` / ``<!-- /name -->`` marker pair of the README (and nothing else)."""
+    readme = HERE.parent.parent / "README.md"
+    text = readme.read_text()
+    for name, lines in blocks.items():
+        start, end = f"<!-- {name} -->\n", f"<!-- /{name} -->"
+        if start not in text or end not in text:
+            print(f"README.md has no {name} markers: not updated")
+            continue
+        head, rest = text.split(start, 1)
+        text = head + start + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1]
+        print(f"README.md {name} updated")
+    readme.write_text(text)
 
 
 def main() -> None:
@@ -359,6 +409,16 @@ def main() -> None:
                 cpu_text = f"{np.mean(cpu) / 60:.1f}" if cpu else "—"
                 walls.append(f"{algo}: {np.mean([r['wall_time_s'] for r in sel]) / 60:.1f} / {cpu_text}")
         lines.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + f" | {'; '.join(walls)} |")
+    targets = targets_table(runs, envs)
+    lines += [
+        "",
+        "## Against the targets",
+        "",
+        "Target: the mean final return of TRPOPlus over all of the task's seeds. Seeds 0-2 were every task's "
+        "benchmark seeds until 2026-11-24 (now 0-9 for classic control, 0-4 for MuJoCo).",
+        "",
+        *targets,
+    ]
     lines += ["", "## MuJoCo aggregate (rliable)", "", *iqm_lines, "", "## Learning curves", ""]
     lines += [f"![{name[:-4]}](plots/{name})" for name in plots]
     lines += [
@@ -379,7 +439,12 @@ def main() -> None:
     lines += ["", f"Report machine: {platform.platform()}.", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     if args.readme:
-        update_readme(runs, envs)
+        results = ["| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " |", "|---|---|" + "---|" * len(ALGOS)]
+        for env in envs:
+            steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
+            cells = [fmt(list(finals_by_seed(runs, a, env).values())) for a in ALGOS]
+            results.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |")
+        update_readme({"learning-results-table": results, "learning-targets-table": targets})
     print(f"{len(runs)} runs -> results.csv, RESULTS.md, {len(plots)} plots")
 
 
