@@ -18,8 +18,9 @@ Reads every ``results/<algo>/<env>/seed<k>.json`` (+ ``_curve.csv``) and writes
 * a table of each task against the project's target (``TARGETS``) and against sb3-contrib, seed by seed, with
   the means over seeds 0-2 alone (every task's seeds until 2026-11-24).
 
-With ``--readme`` the results table and the targets table are also written into the README, between their
-``<!-- learning-results-table -->`` and ``<!-- learning-targets-table -->`` markers.
+With ``--readme`` the results table, the targets table and the IQM table are also written into the README,
+between their ``<!-- learning-results-table -->``, ``<!-- learning-targets-table -->`` and
+``<!-- learning-iqm-table -->`` markers.
 
 Score normalization for the aggregate: ``(score - random) / (reference - random)``, where ``random`` is
 the mean return of a uniformly random policy on the same v5 task (10 episodes, computed once and
@@ -444,7 +445,11 @@ def main() -> None:
             steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
             cells = [fmt(list(finals_by_seed(runs, a, env).values())) for a in ALGOS]
             results.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |")
-        update_readme({"learning-results-table": results, "learning-targets-table": targets})
+        blanks = [i for i, line in enumerate(iqm_lines) if line == ""]
+        iqm_summary = iqm_lines[: blanks[1]] if len(blanks) >= 2 else iqm_lines  # the task line and the IQM table
+        update_readme(
+            {"learning-results-table": results, "learning-targets-table": targets, "learning-iqm-table": iqm_summary}
+        )
     print(f"{len(runs)} runs -> results.csv, RESULTS.md, {len(plots)} plots")
 
 
