@@ -340,9 +340,8 @@ def targets_table(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
     return lines
 
 
-def update_readme(blocks: dict[str, list[str]]) -> None:
+def update_readme(blocks: dict[str, list[str]], readme: Path = HERE.parent.parent / "README.md") -> None:
     """Replace the lines between each ``<!-- name -->`` / ``<!-- /name -->`` marker pair of the README (and nothing else)."""
-    readme = HERE.parent.parent / "README.md"
     text = readme.read_text()
     for name, lines in blocks.items():
         start, end = f"<!-- {name} -->\n", f"<!-- /{name} -->"
