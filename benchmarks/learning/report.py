@@ -308,7 +308,10 @@ def finals_by_seed(runs: list[dict[str, Any]], algo: str, env: str) -> dict[int,
 
 
 def targets_table(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
-    """Markdown: each task's target, both algorithms' means, the seed-by-seed comparison and seeds 0-2 alone."""
+    """Markdown: each task's target, both algorithms' means, the seed-by-seed comparison and seeds 0-2 alone.
+
+    The target is judged on TRPOPlus's mean over all its seeds; "not below sb3-contrib" on the seeds both have run.
+    """
     plus, base = "trpo_plus", "sb3_contrib_trpo"
     lines = [
         "| task | target (TRPOPlus mean) | TRPOPlus | sb3_contrib.TRPO | TRPOPlus ahead, seed by seed "
@@ -332,10 +335,12 @@ def targets_table(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
             first_text = f"{first_ours:.1f}{below} / {np.mean([theirs[k] for k in first]):.1f}"
         mean_ours, mean_theirs = float(np.mean(list(ours.values()))), float(np.mean(list(theirs.values())))
         target_text = "—" if target is None else ("met" if mean_ours >= target else "**missed**")
+        # against sb3-contrib on the seeds both have run (the same seeds, once both queues are done)
+        not_below = np.mean([ours[k] for k in shared]) >= np.mean([theirs[k] for k in shared])
         lines.append(
             f"| {env} | {'—' if target is None else f'≥ {target:g}'} | {mean_ours:.1f} ({len(ours)}) "
             f"| {mean_theirs:.1f} ({len(theirs)}) | {ahead_text} | {first_text} | {target_text} "
-            f"| {'yes' if mean_ours >= mean_theirs else '**no**'} |"
+            f"| {'yes' if not_below else '**no**'} |"
         )
     return lines
 
