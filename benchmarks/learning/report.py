@@ -244,14 +244,14 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
     if len(tasks) < 2:
         return ["The algorithms with enough runs share fewer than 2 MuJoCo tasks: no aggregate yet."], []
 
-    from rliable import library as rly
-    from rliable import metrics
-
     # The seeds every algorithm has run on every task used: the same runs per task for all of them (rliable's
     # score matrices are runs x tasks), and more than min_seeds once a further seed has finished everywhere.
     common = sorted(set.intersection(*(set(seeds[algo][env]) for algo in eligible for env in tasks)))
     if len(common) < min_seeds:
         return [f"Fewer than {min_seeds} seeds shared by every algorithm and MuJoCo task: no aggregate yet."], []
+    from rliable import library as rly
+    from rliable import metrics
+
     rand = random_scores(tasks)
     scores = {}
     for algo in eligible:
