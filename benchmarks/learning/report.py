@@ -403,6 +403,8 @@ def main() -> None:
         "| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " | wall / CPU time per run (min) |",
         "|---|---|" + "---|" * len(ALGOS) + "---|",
     ]
+    # the README's results table: the same rows without the times
+    results = ["| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " |", "|---|---|" + "---|" * len(ALGOS)]
     for env in envs:
         cells, walls = [], []
         steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
@@ -413,7 +415,9 @@ def main() -> None:
                 cpu = [r["cpu_time_s"] for r in sel if "cpu_time_s" in r]
                 cpu_text = f"{np.mean(cpu) / 60:.1f}" if cpu else "—"
                 walls.append(f"{algo}: {np.mean([r['wall_time_s'] for r in sel]) / 60:.1f} / {cpu_text}")
-        lines.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + f" | {'; '.join(walls)} |")
+        row = f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |"
+        lines.append(row + f" {'; '.join(walls)} |")
+        results.append(row)
     targets = targets_table(runs, envs)
     lines += [
         "",
@@ -444,11 +448,6 @@ def main() -> None:
     lines += ["", f"Report machine: {platform.platform()}.", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     if args.readme:
-        results = ["| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " |", "|---|---|" + "---|" * len(ALGOS)]
-        for env in envs:
-            steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
-            cells = [fmt(list(finals_by_seed(runs, a, env).values())) for a in ALGOS]
-            results.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |")
         blanks = [i for i, line in enumerate(iqm_lines) if line == ""]
         iqm_summary = iqm_lines[: blanks[1]] if len(blanks) >= 2 else iqm_lines  # the task line and the IQM table
         update_readme(

@@ -12,7 +12,7 @@ changes in the task's ``hyperparams/trpo_plus.yml`` entry (``set:``; values as i
 ``policy_kwargs`` is a string); ``algo: sb3_contrib_trpo`` runs sb3-contrib's TRPO on the Zoo's ``trpo.yml``
 entry instead, for side-by-side checks. Every run is one ``run.py --tag <variant> --set ...`` subprocess with one
 torch thread; results go to ``sweeps/<variant>/<algo>/<env>/seed<k>.json`` (skipped when present, so
-sweeps resume). Tuning uses seeds 100+ so that the benchmark's seeds (0-9 classic control, 0-2 MuJoCo)
+sweeps resume). Tuning uses seeds 100+ so that the benchmark's seeds (0-9 classic control, 0-4 MuJoCo: ``run.seeds_for``)
 stay out of the tuning. Two ``sweep.py run`` processes may work through the same variants (one per core): a run in progress is
 claimed by a file in ``runs/sweeps/`` holding its process id, and the other process skips it.
 
@@ -181,7 +181,7 @@ def report() -> None:
         "`sweeps.yml`; run with `python benchmarks/learning/sweep.py run <variant> ...`). Each run: the Zoo env "
         "stack and this repository's `hyperparams/trpo_plus.yml` entry for the task, with the variant's `set` "
         "entries changed; one torch thread; tuning seeds 100+ (the benchmark's seeds, 0-9 classic control "
-        "and 0-2 MuJoCo, are kept out). "
+        "and 0-4 MuJoCo, are kept out). "
         "final = mean return of 10 deterministic episodes after training (mean ± std across seeds, then each "
         "seed); curve mean = the mean of every learning-curve evaluation (area under the curve / length).",
         "",
