@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/learning/run_queue.py --algo sb3_contrib_trpo            # everything for one algo (its seeds:
-                                                                                # 0-9 classic control, 0-2 MuJoCo)
+                                                                                # 0-9 classic control, 0-4 MuJoCo)
     python benchmarks/learning/run_queue.py --env HalfCheetah-v5 --seeds 0 1 2  # one task, both algos
     python benchmarks/learning/run_queue.py --dry-run                           # list what would run
 
@@ -76,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algo", nargs="+", choices=ALGOS, default=ALGOS)
     parser.add_argument("--env", nargs="+", default=ENVS, help="tasks, run in the order given")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0-9 classic control, 0-2 MuJoCo")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0-9 classic control, 0-4 MuJoCo")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--commit", action="store_true", help="report + git commit after each finished run")
     args = parser.parse_args()
