@@ -124,3 +124,31 @@ def test_update_readme_replaces_only_between_markers(tmp_path: Path) -> None:
     assert readme.read_text() == (
         "intro\n<!-- a -->\nnew a 1\nnew a 2\n<!-- /a -->\nmiddle\n<!-- b -->\nnew b\n<!-- /b -->\nend\n"
     )
+
+
+def test_sweep_refuses_new_seeds_when_the_entry_changed_under_a_variant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variant's ``set`` is relative to the task's entry: once the entry changes, extending the variant to new
+    seeds without pinning the old values would run something else under the same name. ``sweep.py run`` stops
+    with the keys that changed; with them pinned it goes on (here to the stubbed launcher)."""
+    import json
+
+    variant: dict[str, Any] = {"env": "Walker2d-v5", "seeds": [100, 101], "set": {"policy_kwargs": "dict(log_std_init=-2)"}}
+    entry = {"n_envs": 2, "n_timesteps": 1e6, "target_kl": "lin_0.12"}  # the entry now
+    recorded = {"n_envs": 2, "n_timesteps": 1e6, "target_kl": 0.06, "policy_kwargs": "dict(log_std_init=-2)"}
+    monkeypatch.setattr(sweep, "resolve_hyperparams", lambda algo, env: (dict(entry), "stub"))
+    monkeypatch.setattr(sweep, "result_json", lambda name, variant, seed: tmp_path / f"seed{seed}.json")
+    monkeypatch.setattr(sweep, "load_spec", lambda: {"w-std": variant})
+    (tmp_path / "seed100.json").write_text(json.dumps({"hyperparams": recorded}))
+
+    assert sweep.setting_drift("w-std", variant) == {"target_kl": (0.06, "lin_0.12")}
+    with pytest.raises(SystemExit, match=r"'w-std'.*target_kl: 0\.06 -> 'lin_0\.12'"):
+        sweep.run(["w-std"], "", commit=False)
+
+    variant["set"] = {"target_kl": 0.06, "policy_kwargs": "dict(log_std_init=-2)"}
+    assert sweep.setting_drift("w-std", variant) == {}
+    launched: list[int] = []
+    monkeypatch.setattr(sweep, "claim", lambda name, variant, seed: launched.append(seed) or False)
+    sweep.run(["w-std"], "", commit=False)
+    assert launched == [101]

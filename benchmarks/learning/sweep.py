@@ -28,6 +28,7 @@ than the final return and sensitive to learning speed).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import yaml
 from report import load_run, plot_groups
-from run import ALGOS, SWEEPS_DIR, result_paths, scratch_dir
+from run import ALGOS, SWEEPS_DIR, _jsonable, parse_overrides, resolve_hyperparams, result_paths, scratch_dir
 from run_queue import now
 
 HERE = Path(__file__).resolve().parent
@@ -79,6 +80,32 @@ def command(name: str, variant: dict[str, Any], seed: int) -> list[str]:
     return cmd
 
 
+def planned_hyperparams(variant: dict[str, Any]) -> dict[str, Any]:
+    """The entry a new run of ``variant`` would use: the task's current YAML entry with the variant's ``set``."""
+    entry, _ = resolve_hyperparams(algo_of(variant), variant["env"])
+    settings = variant.get("set") or {}
+    entry.update(parse_overrides([f"{key}={value}" for key, value in settings.items()]))
+    return dict(_jsonable(entry))
+
+
+def setting_drift(name: str, variant: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (recorded, planned)}`` where the variant's finished runs used other hyperparameters than a new
+    run would. A variant's ``set`` is relative to the task's entry, so when the entry changes, a variant that
+    does not pin the changed keys would silently run something else on its new seeds. ``n_timesteps`` is left
+    out (a variant's budget is passed on the command line, not through the entry)."""
+    planned = planned_hyperparams(variant)
+    for seed in variant["seeds"]:
+        path = result_json(name, variant, seed)
+        if path.exists():
+            recorded = json.loads(path.read_text()).get("hyperparams", {})
+            return {
+                key: (recorded.get(key), planned.get(key))
+                for key in sorted((set(recorded) | set(planned)) - {"n_timesteps"})
+                if recorded.get(key) != planned.get(key)
+            }
+    return {}
+
+
 def claim_path(name: str, variant: dict[str, Any], seed: int) -> Path:
     """Beside the run's scratch folder."""
     return scratch_dir(algo_of(variant), variant["env"], seed, name).with_name(f"seed{seed}.claim")
@@ -116,6 +143,14 @@ def run(names: list[str], match: str, commit: bool) -> None:
     todo = [
         (name, seed) for name in chosen for seed in spec[name]["seeds"] if not result_json(name, spec[name], seed).exists()
     ]
+    for name in dict.fromkeys(name for name, _ in todo):
+        drift = setting_drift(name, spec[name])
+        if drift:
+            changes = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in drift.items())
+            raise SystemExit(
+                f"sweeps.yml: variant {name!r} would run its new seeds with other hyperparameters than its "
+                f"finished ones ({changes}); the task's entry has changed since. Pin the old values in its `set`."
+            )
     print(f"[{now()}] {len(todo)} sweep runs to do: {todo}", flush=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
