@@ -69,22 +69,25 @@ def load_spec() -> dict[str, dict[str, Any]]:
     return spec
 
 
+def set_args(variant: dict[str, Any]) -> list[str]:
+    """The variant's ``set`` as ``run.py --set`` arguments (``key=value``, read back as YAML by the run)."""
+    return [f"{key}={value}" for key, value in (variant.get("set") or {}).items()]
+
+
 def command(name: str, variant: dict[str, Any], seed: int) -> list[str]:
     cmd = [sys.executable, str(HERE / "run.py"), "--algo", algo_of(variant), "--env", variant["env"], "--seed", str(seed)]
     cmd += ["--tag", name]
     if variant.get("n_timesteps"):
         cmd += ["--n-timesteps", str(int(variant["n_timesteps"]))]
-    settings = variant.get("set") or {}
-    if settings:
-        cmd += ["--set", *(f"{key}={value}" for key, value in settings.items())]
+    if set_args(variant):
+        cmd += ["--set", *set_args(variant)]
     return cmd
 
 
 def planned_hyperparams(variant: dict[str, Any]) -> dict[str, Any]:
     """The entry a new run of ``variant`` would use: the task's current YAML entry with the variant's ``set``."""
     entry, _ = resolve_hyperparams(algo_of(variant), variant["env"])
-    settings = variant.get("set") or {}
-    entry.update(parse_overrides([f"{key}={value}" for key, value in settings.items()]))
+    entry.update(parse_overrides(set_args(variant)))  # as the run itself reads its --set
     return dict(_jsonable(entry))
 
 
