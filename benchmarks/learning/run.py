@@ -198,11 +198,11 @@ def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "cpu": cpu, "n_cpus": os.cpu_count()}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return repr(value)
@@ -386,10 +386,10 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         "load_avg_1min_start_end": [load_start, os.getloadavg()[0]],  # the CPU is shared: context for wall times
         "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "hyperparams_source": source,
-        "overrides": _jsonable(overrides),
+        "overrides": jsonable(overrides),
         "tag": args.tag,
-        "hyperparams": _jsonable(dict(saved_hyperparams)),
-        "normalize_kwargs": _jsonable(manager.normalize_kwargs) if manager.normalize else None,
+        "hyperparams": jsonable(dict(saved_hyperparams)),
+        "normalize_kwargs": jsonable(manager.normalize_kwargs) if manager.normalize else None,
         "torch_threads": th.get_num_threads(),
         "versions": versions(),
         "git": git_at_start,

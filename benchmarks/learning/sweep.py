@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import yaml
 from report import load_run, plot_groups
-from run import ALGOS, SWEEPS_DIR, _jsonable, parse_overrides, resolve_hyperparams, result_paths, scratch_dir
+from run import ALGOS, SWEEPS_DIR, jsonable, parse_overrides, resolve_hyperparams, result_paths, scratch_dir
 from run_queue import now
 
 HERE = Path(__file__).resolve().parent
@@ -88,7 +88,7 @@ def planned_hyperparams(variant: dict[str, Any]) -> dict[str, Any]:
     """The entry a new run of ``variant`` would use: the task's current YAML entry with the variant's ``set``."""
     entry, _ = resolve_hyperparams(algo_of(variant), variant["env"])
     entry.update(parse_overrides(set_args(variant)))  # as the run itself reads its --set
-    return dict(_jsonable(entry))
+    return dict(jsonable(entry))
 
 
 def setting_drift(name: str, variant: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

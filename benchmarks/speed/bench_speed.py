@@ -56,11 +56,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch as th
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -130,12 +133,13 @@ class ShapeEnv(gym.Env):
     """An environment with HalfCheetah's spaces, only used to build the models (never stepped in timings)."""
 
     def __init__(self, obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM):
+        self.obs_dim = obs_dim
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        return np.zeros(self.observation_space.shape, np.float32), {}
+        return np.zeros(self.obs_dim, np.float32), {}
 
     def step(self, action):
         return np.zeros(self.observation_space.shape, np.float32), 0.0, False, False, {}
@@ -195,6 +199,7 @@ def make_model(algo: str, env, kwargs: dict[str, Any], target_kl_per_dim: float)
     """A model of ``algo`` ('sb3_contrib', 'trpo_plus' or a variant label) with the KL bound converted."""
     from stable_baselines3.common.logger import Logger
 
+    model: OnPolicyAlgorithm
     if algo == SB3:
         from sb3_contrib import TRPO
 
@@ -564,7 +569,7 @@ def bench_memory(algos: list[str], repeats: int, log: Callable) -> list[dict[str
 class SectionTimer:
     """Accumulates wall time of wrapped callables (exclusive of nothing: nested sections overlap)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
 
@@ -602,7 +607,7 @@ def profile_trpo_plus(log: Callable) -> None:
         contestant = build_contestants(case, [PLUS])[0]
         timed_train(contestant, 0)  # warm-up
         model = contestant.model
-        originals = {
+        originals: dict[str, Callable[..., Any]] = {
             "gauss_newton_fvp": ng.gauss_newton_fvp,
             "conjugate_gradient": tp.conjugate_gradient,
             "backtracking_line_search": tp.backtracking_line_search,
@@ -911,11 +916,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.replot:
         with open(HERE / "results.csv", newline="") as handle:
-            rows = [
+            saved = [
                 {key: (float(value) if key.endswith(("_s", "_sb3")) and value else value) for key, value in row.items()}
                 for row in csv.DictReader(handle)
             ]
-        plot(rows)
+        plot(saved)
         return 0
     if args.code_ref:
         use_code_ref(args.code_ref)

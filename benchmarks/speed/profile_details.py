@@ -35,6 +35,7 @@ def _fvp_for(case: bench.Case, algo: str = bench.PLUS):
     samples = next(model.rollout_buffer.get(batch_size=None))
     params = [p for name, p in model.policy.named_parameters() if "value" not in name]
     fisher = fisher_for(model.policy.action_dist)
+    assert fisher is not None, "every benchmark case has a Gaussian policy, which has an analytic Fisher"
     distribution = model._distribution(samples.observations)
     eta = fisher.parameters(distribution)
     eta_old = tuple(e.detach() for e in eta)
