@@ -135,8 +135,15 @@ def test_sweep_refuses_new_seeds_when_the_entry_changed_under_a_variant(
     import json
 
     variant: dict[str, Any] = {"env": "Walker2d-v5", "seeds": [100, 101], "set": {"policy_kwargs": "dict(log_std_init=-2)"}}
-    entry = {"n_envs": 2, "n_timesteps": 1e6, "target_kl": "lin_0.12"}  # the entry now
-    recorded = {"n_envs": 2, "n_timesteps": 1e6, "target_kl": 0.06, "policy_kwargs": "dict(log_std_init=-2)"}
+    # the entry now; its normalize string is recorded by the Zoo as a dict with the entry's gamma written in
+    entry = {"n_envs": 2, "n_timesteps": 1e6, "target_kl": "lin_0.12", "normalize": "dict(norm_obs=False, norm_reward=True)"}
+    recorded = {
+        "n_envs": 2,
+        "n_timesteps": 1e6,
+        "target_kl": 0.06,
+        "policy_kwargs": "dict(log_std_init=-2)",
+        "normalize": {"norm_obs": False, "norm_reward": True, "gamma": 0.99},
+    }
     monkeypatch.setattr(sweep, "resolve_hyperparams", lambda algo, env: (dict(entry), "stub"))
     monkeypatch.setattr(sweep, "result_json", lambda name, variant, seed: tmp_path / f"seed{seed}.json")
     monkeypatch.setattr(sweep, "load_spec", lambda: {"w-std": variant})
@@ -152,3 +159,22 @@ def test_sweep_refuses_new_seeds_when_the_entry_changed_under_a_variant(
     monkeypatch.setattr(sweep, "claim", lambda name, variant, seed: launched.append(seed) or False)
     sweep.run(["w-std"], "", commit=False)
     assert launched == [101]
+
+
+def test_sweep_drift_compares_settings_not_their_spelling() -> None:
+    """What the Zoo treats alike compares equal (so finished variants are not refused for it); a real change
+    of the same keys does not."""
+    same = sweep.comparable
+    assert same("normalize", {"norm_obs": False, "norm_reward": True, "gamma": 0.98}) == same(
+        "normalize", "dict(norm_obs=False, norm_reward=True)"
+    )
+    assert same("normalize", None) == same("normalize", False) != same("normalize", True)
+    assert same("normalize", True) == same("normalize", "dict()") == same("normalize", {"gamma": 0.99})
+    assert same("normalize", "dict(norm_obs=True)") != same("normalize", "dict(norm_obs=False)")
+    assert same("policy_kwargs", None) == same("policy_kwargs", "dict()")
+    assert same("policy_kwargs", "dict(net_arch=dict(pi=[256, 256]), activation_fn=nn.ReLU)") == {
+        "net_arch": {"pi": [256, 256]},
+        "activation_fn": "nn.ReLU",
+    }
+    assert same("policy_kwargs", "dict(log_std_init=-2)") != same("policy_kwargs", "dict(log_std_init=-4)")
+    assert same("gamma", 0.98) != same("gamma", 0.99)

@@ -28,6 +28,7 @@ than the final return and sensitive to learning speed).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -91,11 +92,45 @@ def planned_hyperparams(variant: dict[str, Any]) -> dict[str, Any]:
     return dict(jsonable(entry))
 
 
+def _spelled(node: ast.expr) -> Any:
+    """A ``dict(...)`` expression as a dict (nested ones too), literals as values, anything else (``nn.ReLU``)
+    as its source text."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+        return {kw.arg: _spelled(kw.value) for kw in node.keywords}
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return ast.unparse(node)
+
+
+def comparable(key: str, value: Any) -> Any:
+    """A hyperparameter in a form where spellings the Zoo treats alike compare equal: ``normalize`` absent or
+    False is no normalization, and True, a dict or the string of one is normalization with those kwargs, less the
+    ``gamma`` the Zoo writes into them from the entry's own ``gamma`` (compared as a key of its own);
+    ``policy_kwargs`` absent is ``dict()``."""
+    if key in ("normalize", "policy_kwargs") and isinstance(value, str):
+        try:
+            value = _spelled(ast.parse(value, mode="eval").body)
+        except SyntaxError:
+            return value
+    if key == "normalize":
+        if value is None or value is False:
+            return False
+        if value is True:
+            return {}
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if k != "gamma"}
+    if key == "policy_kwargs" and value is None:
+        return {}
+    return value
+
+
 def setting_drift(name: str, variant: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{key: (recorded, planned)}`` where the variant's finished runs used other hyperparameters than a new
     run would. A variant's ``set`` is relative to the task's entry, so when the entry changes, a variant that
     does not pin the changed keys would silently run something else on its new seeds. ``n_timesteps`` is left
-    out (a variant's budget is passed on the command line, not through the entry)."""
+    out (a variant's budget is passed on the command line, not through the entry); values are compared as
+    :func:`comparable` spells them, and reported as written."""
     planned = planned_hyperparams(variant)
     for seed in variant["seeds"]:
         path = result_json(name, variant, seed)
@@ -104,7 +139,7 @@ def setting_drift(name: str, variant: dict[str, Any]) -> dict[str, tuple[Any, An
             return {
                 key: (recorded.get(key), planned.get(key))
                 for key in sorted((set(recorded) | set(planned)) - {"n_timesteps"})
-                if recorded.get(key) != planned.get(key)
+                if comparable(key, recorded.get(key)) != comparable(key, planned.get(key))
             }
     return {}
 
