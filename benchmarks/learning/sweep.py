@@ -80,8 +80,9 @@ def command(name: str, variant: dict[str, Any], seed: int) -> list[str]:
     cmd += ["--tag", name]
     if variant.get("n_timesteps"):
         cmd += ["--n-timesteps", str(int(variant["n_timesteps"]))]
-    if set_args(variant):
-        cmd += ["--set", *set_args(variant)]
+    settings = set_args(variant)
+    if settings:
+        cmd += ["--set", *settings]
     return cmd
 
 

@@ -142,7 +142,7 @@ class ShapeEnv(gym.Env):
         return np.zeros(self.obs_dim, np.float32), {}
 
     def step(self, action):
-        return np.zeros(self.observation_space.shape, np.float32), 0.0, False, False, {}
+        return np.zeros(self.obs_dim, np.float32), 0.0, False, False, {}
 
 
 @dataclass
