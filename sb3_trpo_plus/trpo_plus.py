@@ -10,37 +10,29 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.distributions import (
-    BernoulliDistribution,
-    CategoricalDistribution,
-    DiagGaussianDistribution,
-    Distribution,
-    MultiCategoricalDistribution,
-)
+from stable_baselines3.common.distributions import Distribution, kl_divergence
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, BasePolicy
-from stable_baselines3.common.preprocessing import preprocess_obs
-from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
-from torch.optim.adam import adam
 
-from sb3_trpo_plus.fisher import GaussianFisher, fisher_for, joint_kl
-from sb3_trpo_plus.linear_chain import ChainMseGradient, LinearChain, chain_fisher_vector_product
+from sb3_trpo_plus import fast_paths
+from sb3_trpo_plus.fisher import fisher_for, joint_kl
 from sb3_trpo_plus.natural_gradient import (
     MatVec,
     backtracking_line_search,
@@ -50,74 +42,14 @@ from sb3_trpo_plus.natural_gradient import (
     max_step_size,
 )
 from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
-from sb3_trpo_plus.validation import check_range
+from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, NonFiniteObservationError, check_range
 
 SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 
+#: torch's intra-op thread count when this module was imported: a different count later was chosen by someone
+_THREADS_AT_IMPORT = th.get_num_threads()
+
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
-
-
-LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-
-#: SB3 distributions whose parameters are the plain output of ``action_net`` (plus a state-independent log std)
-MLP_HEAD_DISTRIBUTIONS = (
-    DiagGaussianDistribution,
-    CategoricalDistribution,
-    MultiCategoricalDistribution,
-    BernoulliDistribution,
-)
-
-
-def plain_adam(optimizer: th.optim.Optimizer) -> bool:
-    """Whether ``optimizer`` is one-group Adam without the variants the flat-vector critic path leaves out."""
-    if type(optimizer) is not th.optim.Adam or len(optimizer.param_groups) != 1:
-        return False
-    group = optimizer.param_groups[0]
-    return not (
-        group["amsgrad"]
-        or group["maximize"]
-        or group["weight_decay"]
-        or group.get("capturable")
-        or group.get("differentiable")
-        or group.get("decoupled_weight_decay")
-    )
-
-
-def gather_adam_state(
-    optimizer: th.optim.Optimizer, params: list[nn.Parameter], like: th.Tensor
-) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-    """Adam's first and second moments of ``params`` as flat vectors, and its step count (zeros when new)."""
-    states = [optimizer.state.get(param, {}) for param in params]
-    if not all("exp_avg" in state for state in states):
-        return th.zeros_like(like), th.zeros_like(like), th.zeros((), dtype=th.float32, device=like.device)
-    exp_avg = th.cat([state["exp_avg"].reshape(-1) for state in states])
-    exp_avg_sq = th.cat([state["exp_avg_sq"].reshape(-1) for state in states])
-    step = th.as_tensor(float(states[0]["step"]), dtype=th.float32, device=like.device)
-    return exp_avg, exp_avg_sq, step
-
-
-def scatter_adam_state(
-    optimizer: th.optim.Optimizer, params: list[nn.Parameter], exp_avg: th.Tensor, exp_avg_sq: th.Tensor, step: th.Tensor
-) -> None:
-    """Write flat Adam moments and the step count back into ``optimizer.state`` for each parameter."""
-    sizes = [param.numel() for param in params]
-    for param, first, second in zip(params, th.split(exp_avg, sizes), th.split(exp_avg_sq, sizes), strict=True):
-        optimizer.state[param] = {
-            "step": step.clone(),
-            "exp_avg": first.view_as(param).clone(),
-            "exp_avg_sq": second.view_as(param).clone(),
-        }
-
-
-class NonFiniteObservationError(ValueError):
-    """The environment returned a NaN or infinite observation, which the policy cannot act on."""
-
-
-NON_FINITE_OBSERVATION = (
-    "The environment returned a non-finite (NaN or infinite) observation, so the policy cannot act; "
-    "training stopped with the parameters of the last update (the model can still be saved). "
-    "SB3's VecCheckNan wrapper finds the step that produced it."
-)
 
 
 def _all_finite(array: np.ndarray | dict[str, np.ndarray]) -> bool:
@@ -138,7 +70,11 @@ class PolicyStepStats:
 
     policy_objective: float
     target_kl: float
+    #: mean joint KL(pi_old || pi_new) reached (the trust region's quantity)
     kl: float
+    #: what ``sb3_contrib.TRPO`` logs under that name: SB3's ``kl_divergence(pi_new, pi_old)`` averaged over states
+    #: and, for Box and MultiBinary actions, over action dimensions; 0 when no step was taken
+    kl_divergence_loss: float
     entropy: float
     cg_iterations: int
     cg_residual: float
@@ -202,6 +138,14 @@ class TRPOPlus(OnPolicyAlgorithm):
     :param ent_coef: Entropy bonus c >= 0: the step maximizes the surrogate plus c times the mean entropy of the
         action distribution (as in SB3's PPO and A2C; the sample estimate -log pi(a|s) where the distribution
         has no closed-form entropy), within the same trust region. 0 (default) is plain TRPO
+    :param fast_paths: Use the closed forms of :mod:`sb3_trpo_plus.fast_paths` (rollout forward, Fisher-vector
+        product, critic fit, fused Adam) where they provably compute what SB3's own code computes for the policy
+        (SB3's MLP actor-critic, unmodified); any other policy takes the generic autograd paths regardless.
+        ``False`` always takes the generic paths
+    :param torch_threads: torch's intra-op thread count while learning (restored afterwards): ``"auto"``
+        (default) uses 1 for MLP policies unless the count was chosen already (``torch.set_num_threads`` after
+        importing ``sb3_trpo_plus``, or ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``), and leaves other policies
+        alone; an integer >= 1 uses that many; ``None`` never changes torch's setting
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -244,6 +188,8 @@ class TRPOPlus(OnPolicyAlgorithm):
         cg_residual_tol: float = 1e-10,
         line_search_accept_ratio: float = 0.0,
         ent_coef: float = 0.0,
+        fast_paths: bool = True,
+        torch_threads: int | Literal["auto"] | None = "auto",
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -270,6 +216,10 @@ class TRPOPlus(OnPolicyAlgorithm):
         check_range("cg_residual_tol", cg_residual_tol, low=0.0)
         check_range("line_search_accept_ratio", line_search_accept_ratio, 0.0, 1.0, True, False)
         check_range("ent_coef", ent_coef, low=0.0)
+        if not isinstance(fast_paths, bool):
+            raise ValueError(f"Invalid fast_paths={fast_paths!r}: expected True or False")
+        if torch_threads is not None and torch_threads != "auto":
+            check_range("torch_threads", torch_threads, low=1, integer=True)
 
         super().__init__(
             policy,
@@ -332,26 +282,17 @@ class TRPOPlus(OnPolicyAlgorithm):
         self.sub_sampling_factor = sub_sampling_factor
         self.fisher_sub_sampling = fisher_sub_sampling
         self.n_skipped_updates = 0
+        self.fast_paths = fast_paths
+        self.torch_threads = torch_threads
+        self._fast_paths_reasons: set[str] = set()
 
         if _init_setup_model:
             self._setup_model()
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        self._use_fused_adam()
-
-    def _use_fused_adam(self) -> None:
-        """
-        Rebuild the policy's default Adam optimizer as torch's fused implementation (one kernel per step instead
-        of a Python loop over parameters; same algorithm), where the device supports it. A user who chose an
-        implementation in ``policy_kwargs["optimizer_kwargs"]``, or another optimizer class, keeps it.
-        """
-        optimizer = self.policy.optimizer
-        chosen = self.policy_kwargs.get("optimizer_kwargs") or {}
-        if type(optimizer) is not th.optim.Adam or "fused" in chosen or "foreach" in chosen:
-            return
-        with contextlib.suppress(RuntimeError, ValueError):  # fused kernels unavailable for this device or dtype
-            self.policy.optimizer = th.optim.Adam(self.policy.parameters(), **{**optimizer.defaults, "fused": True})
+        if self.fast_paths:
+            fast_paths.use_fused_adam(self.policy, self.policy_kwargs.get("optimizer_kwargs") or {})
 
     # ------------------------------------------------------------------ helpers
     def _current_target_kl(self) -> float:
@@ -388,6 +329,56 @@ class TRPOPlus(OnPolicyAlgorithm):
         }
         return [name for name, array in arrays.items() if not _all_finite(array)]
 
+    # ------------------------------------------------------------------ fast paths and threads
+    def _fast_paths_apply(self) -> bool:
+        """
+        Whether the fast paths (:mod:`sb3_trpo_plus.fast_paths`) serve this policy now: ``fast_paths`` is on and
+        :func:`~sb3_trpo_plus.fast_paths.supports` accepts the policy. Decided again at each rollout and update,
+        so a policy changed or wrapped between calls is seen; at ``verbose >= 1`` each reason for not using them
+        is printed once.
+        """
+        if not self.fast_paths:
+            return False
+        support = fast_paths.supports(self.policy)
+        if not support.ok and self.verbose >= 1 and support.reason not in self._fast_paths_reasons:
+            self._fast_paths_reasons.add(support.reason)
+            print(f"TRPOPlus: generic (autograd) paths, not the MLP fast paths: {support.reason}")
+        return support.ok
+
+    def _thread_cap(self) -> int | None:
+        """
+        The number of torch intra-op threads to use while learning, or ``None`` to leave torch's setting alone.
+
+        ``torch_threads="auto"`` gives 1 when every module of the policy that has parameters is an ``nn.Linear``
+        (an MLP policy: its per-step batch of ``n_envs`` rows and its small matrices gain nothing from threads,
+        and lose a lot to them on a busy machine), unless the thread count was chosen already: the
+        ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` environment variable is set, or torch's count differs from what
+        it was when ``sb3_trpo_plus`` was imported (``torch.set_num_threads``, the Zoo's ``--num-threads``).
+        """
+        if self.torch_threads is None:
+            return None
+        if self.torch_threads != "auto":
+            return int(self.torch_threads)
+        chosen = any(os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+        if chosen or th.get_num_threads() != _THREADS_AT_IMPORT:
+            return None
+        leaves = [module for module in self.policy.modules() if next(module.parameters(recurse=False), None) is not None]
+        mlp = all(type(module) is nn.Linear for module in leaves if module is not self.policy)
+        return 1 if mlp else None
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """Torch's intra-op thread count set to :meth:`_thread_cap` inside, and restored afterwards."""
+        cap, previous = self._thread_cap(), th.get_num_threads()
+        if cap is None or cap == previous:
+            yield
+            return
+        th.set_num_threads(cap)
+        try:
+            yield
+        finally:
+            th.set_num_threads(previous)
+
     def collect_rollouts(
         self,
         env: VecEnv,
@@ -396,141 +387,22 @@ class TRPOPlus(OnPolicyAlgorithm):
         n_rollout_steps: int,
     ) -> bool:
         """
-        SB3's rollout collection, with the policy's forward pass in closed form for SB3's MLP policies
-        (:meth:`_fast_rollout_forward`); a non-finite observation that makes the policy fail is reported as
-        such (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
+        SB3's rollout collection. Where the fast paths apply, the policy's forward pass is computed in closed form
+        (:func:`sb3_trpo_plus.fast_paths.collect_rollouts`); otherwise this is SB3's own loop, calling the policy
+        as it is. A non-finite observation that makes the policy fail is reported as such
+        (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
         """
+        forward = fast_paths.rollout_forward(self.policy) if self._fast_paths_apply() else None
         try:
-            with self._fast_rollout_forward():
-                return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+            if forward is not None:
+                return fast_paths.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, forward)
+            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         except ValueError as error:
             if not isinstance(error, NonFiniteObservationError) and not _all_finite(self._last_obs):  # type: ignore[arg-type]
                 raise NonFiniteObservationError(NON_FINITE_OBSERVATION) from error
             raise
 
-    @contextlib.contextmanager
-    def _fast_rollout_forward(self) -> Iterator[None]:
-        """
-        While collecting rollouts, replace the policy's ``forward`` (the only policy call SB3's loop makes per
-        step) by a closed form when the policy is SB3's MLP actor-critic with a diagonal Gaussian
-        (no gSDE, no squashing) or categorical action distribution: the same distribution and values,
-        computed with a few matrix products instead of SB3's module calls and torch distribution objects.
-        The class's ``forward`` is back in place afterwards, whatever happens.
-        """
-        policy = self.policy
-        actor, critic = self._linear_chain("policy_net", "action_net"), self._linear_chain("value_net", "value_net")
-        if (
-            type(policy.action_dist) not in (DiagGaussianDistribution, CategoricalDistribution)
-            or policy.squash_output
-            or type(policy).forward is not ActorCriticPolicy.forward
-            or type(policy).predict_values is not ActorCriticPolicy.predict_values
-            or type(policy.mlp_extractor).forward_critic is not MlpExtractor.forward_critic
-            or not self._has_standard_actor()
-            or actor is None
-            or critic is None
-        ):
-            yield
-            return
-        # Constant while collecting (the parameters only change in train()): computed once per rollout.
-        flatten = all(
-            type(extractor) is FlattenExtractor for extractor in (policy.pi_features_extractor, policy.vf_features_extractor)
-        )
-        with th.no_grad():
-            gaussian = isinstance(policy.action_dist, DiagGaussianDistribution)
-            std = policy.log_std.exp() if gaussian else None
-            log_prob_offset = -(policy.log_std + LOG_SQRT_2PI).sum() if gaussian else None
-
-        def forward(obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-            """``ActorCriticPolicy.forward`` for MLP heads: actions, values and log-probabilities of the actions."""
-            with th.no_grad():
-                if flatten:  # SB3's default extractor: preprocessing and a flatten, without the module calls
-                    pi_features = vf_features = preprocess_obs(
-                        obs, policy.observation_space, normalize_images=policy.normalize_images
-                    ).flatten(1)  # type: ignore[union-attr]
-                else:
-                    features = policy.extract_features(obs)
-                    pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
-                if not bool(th.isfinite(pi_features).all()):
-                    raise NonFiniteObservationError(NON_FINITE_OBSERVATION)
-                params = actor.output(pi_features)
-                values = critic.output(vf_features)
-                if std is not None and log_prob_offset is not None:
-                    noise = th.zeros_like(params) if deterministic else th.randn_like(params)
-                    actions = th.addcmul(params, noise, std)
-                    log_prob = noise.square().sum(dim=1).mul_(-0.5).add_(log_prob_offset)
-                else:
-                    log_probs = th.log_softmax(params, dim=1)
-                    actions = log_probs.argmax(dim=1) if deterministic else th.multinomial(log_probs.exp(), 1).squeeze(1)
-                    log_prob = log_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
-            return actions.reshape((-1, *self.action_space.shape)), values, log_prob  # type: ignore[misc]
-
-        policy.forward = forward  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            del policy.forward
-
     # --------------------------------------------------------------- Fisher-vector products
-    def _linear_chain(self, body: str, head: str) -> LinearChain | None:
-        """
-        ``mlp_extractor.<body>`` followed by ``policy.<head>`` as a :class:`LinearChain`, or ``None`` when the
-        policy has no such modules or they are not a chain of Linear layers and supported activations.
-        """
-        modules = (getattr(self.policy.mlp_extractor, body, None), getattr(self.policy, head, None))
-        if not all(isinstance(module, nn.Module) for module in modules):
-            return None
-        return LinearChain.from_modules(*modules)  # type: ignore[arg-type]
-
-    def _has_standard_actor(self) -> bool:
-        """Whether the actor is SB3's own ``features -> mlp_extractor.policy_net -> action_net`` path."""
-        policy = self.policy
-        return (
-            type(policy).get_distribution is ActorCriticPolicy.get_distribution
-            and type(policy)._get_action_dist_from_latent is ActorCriticPolicy._get_action_dist_from_latent
-            and type(policy.mlp_extractor).forward_actor is MlpExtractor.forward_actor
-            and type(policy.action_dist) in MLP_HEAD_DISTRIBUTIONS
-        )
-
-    def _mlp_fisher_vector_product(
-        self, obs: PyTorchObs, actor_params: list[nn.Parameter], distribution: Distribution | None = None
-    ) -> tuple[list[nn.Parameter], MatVec] | None:
-        """
-        The damped Fisher-vector product in closed form when the actor is an MLP head on parameter-free
-        features (SB3's ``MlpPolicy``): see :mod:`sb3_trpo_plus.linear_chain`.
-
-        :param distribution: the policy's distribution at ``obs`` if already computed (saves a forward pass)
-        :return: the actor's parameters in the product's order and ``v -> (F + lambda I) v``, or ``None``
-            when the actor is anything else
-        """
-        policy = self.policy
-        fisher = fisher_for(policy.action_dist)
-        if fisher is None or not self._has_standard_actor():
-            return None
-        chain = self._linear_chain("policy_net", "action_net")
-        if chain is None:
-            return None
-        log_std = [policy.log_std] if isinstance(fisher, GaussianFisher) else []
-        ordered = [*chain.parameters, *log_std]
-        if {id(param) for param in ordered} != {id(param) for param in actor_params}:
-            return None  # e.g. a features extractor with parameters
-        with th.no_grad():
-            features = BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
-            chain_fvp = chain_fisher_vector_product(
-                chain,
-                chain.forward(features),
-                fisher.output_metric(self._distribution(obs) if distribution is None else distribution),
-            )
-        n_chain = sum(param.numel() for param in chain.parameters)
-        damping = self.cg_damping
-
-        def fvp(vector: th.Tensor) -> th.Tensor:
-            product = chain_fvp(vector[:n_chain])
-            if log_std:  # state-independent log std: its Fisher block is a constant diagonal
-                product = th.cat([product, GaussianFisher.LOG_STD_FISHER * vector[n_chain:]])
-            return product + damping * vector if damping else product
-
-        return ordered, fvp
-
     def _autograd_fisher_vector_product(
         self, obs: PyTorchObs, distribution: Distribution, actor_params: list[nn.Parameter]
     ) -> MatVec:
@@ -590,9 +462,15 @@ class TRPOPlus(OnPolicyAlgorithm):
         # through autograd, the exact KL Hessian for distributions without a known Fisher.
         every = slice(None, None, self.fisher_sub_sampling)
         fisher_obs = obs if self.fisher_sub_sampling == 1 else _index_obs(obs, every)
-        mlp = self._mlp_fisher_vector_product(fisher_obs, actor_params, distribution if fisher_obs is obs else None)
-        if mlp is not None:
-            actor_params, fvp = mlp
+        closed_form = None
+        if self._fast_paths_apply():
+            with th.no_grad():
+                fisher_distribution = distribution if fisher_obs is obs else self._distribution(fisher_obs)
+            closed_form = fast_paths.fisher_vector_product(
+                self.policy, fisher_obs, actor_params, self.cg_damping, fisher_distribution
+            )
+        if closed_form is not None:
+            actor_params, fvp = closed_form
         else:
             fisher_distribution = distribution if fisher_obs is obs else self._distribution(fisher_obs)
             fvp = self._autograd_fisher_vector_product(fisher_obs, fisher_distribution, actor_params)
@@ -602,7 +480,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         beta = max_step_size(cg.x_dot_ax, target_kl) if target_kl > 0.0 else 0.0
         full_step = beta * cg.x
         expected_improvement = float(policy_gradient @ full_step)
-        del fvp, grads, grad_of, distribution  # release the graphs before the line search
+        del fvp, grads, grad_of, distribution, fisher_distribution  # release the graphs before the line search
 
         theta_old = parameters_to_vector(actor_params).detach()
 
@@ -629,12 +507,17 @@ class TRPOPlus(OnPolicyAlgorithm):
         else:  # no finite, positive-curvature direction, or a zero radius: no step
             theta, accepted, steps, fraction, surrogate_new, kl = theta_old, False, 0, 0.0, surrogate_old, 0.0
         vector_to_parameters(theta, actor_params)
+        kl_divergence_loss = 0.0
+        if accepted:  # sb3-contrib's figure: SB3's kl_divergence(new, old), averaged over states and its dimensions
+            with th.no_grad():
+                kl_divergence_loss = kl_divergence(self._distribution(obs), old_distribution).mean().item()
 
         entropy = old_distribution.entropy()
         stats = PolicyStepStats(
             policy_objective=surrogate_new,
             target_kl=target_kl,
             kl=kl,
+            kl_divergence_loss=kl_divergence_loss,
             entropy=float("nan") if entropy is None else entropy.mean().item(),
             cg_iterations=cg.iterations,
             cg_residual=cg.residual_norm,
@@ -646,28 +529,10 @@ class TRPOPlus(OnPolicyAlgorithm):
         )
         return actor_params, stats
 
-    def _critic_features(self, obs: PyTorchObs, critic_params: list[nn.Parameter]) -> th.Tensor | None:
-        """
-        The critic's input features computed once for the whole update, or ``None`` when they cannot be:
-        when ``predict_values`` is overridden, or the critic's features extractor has parameters the critic
-        trains. (SB3's default Flatten extractor, and extractors shared with the actor, qualify.)
-        """
-        policy = self.policy
-        extractor = policy.vf_features_extractor
-        critic_ids = {id(param) for param in critic_params}
-        if (
-            type(policy).predict_values is not ActorCriticPolicy.predict_values
-            or type(policy.mlp_extractor).forward_critic is not MlpExtractor.forward_critic
-            or any(id(param) in critic_ids for param in extractor.parameters())
-        ):
-            return None
-        with th.no_grad():
-            return BaseModel.extract_features(policy, obs, extractor)
-
     def _critic_step(self, obs: PyTorchObs, returns: th.Tensor, actor_params: list[nn.Parameter]) -> float:
         """
         Regression of V(s) on the returns: ``n_critic_updates`` epochs of minibatches of ``batch_size``,
-        with the policy's Adam optimizer; the actor's parameters get no gradient and do not move.
+        with the policy's optimizer; the actor's parameters get no gradient and do not move.
 
         :return: the mean minibatch loss (NaN when ``n_critic_updates == 0``)
         """
@@ -675,26 +540,14 @@ class TRPOPlus(OnPolicyAlgorithm):
         critic_params = [p for p in self.policy.parameters() if p.requires_grad and id(p) not in actor_ids]
         if not critic_params or self.n_critic_updates == 0:
             return float("nan")
-        policy, optimizer = self.policy, self.policy.optimizer
-        features = self._critic_features(obs, critic_params)
-        chain = self._linear_chain("value_net", "value_net")
-        if (
-            features is not None
-            and chain is not None
-            and {id(p) for p in chain.parameters} == {id(p) for p in critic_params}
-            and plain_adam(optimizer)
-        ):
-            losses = self._fit_linear_chain(chain, features, returns)
-        else:
-            inputs = obs if features is None else features
-            value_fn = (
-                policy.predict_values
-                if features is None
-                else lambda features: policy.value_net(policy.mlp_extractor.forward_critic(features))
-            )
+        losses = None
+        if self._fast_paths_apply():
+            losses = fast_paths.fit_critic(self.policy, obs, returns, critic_params, self._critic_minibatches(returns))
+        if losses is None:
+            optimizer = self.policy.optimizer
             losses = []
             for index in self._critic_minibatches(returns):
-                values = value_fn(_index_obs(inputs, index)).flatten()
+                values = self.policy.predict_values(_index_obs(obs, index)).flatten()
                 value_loss = F.mse_loss(values, returns[index])
                 optimizer.zero_grad(set_to_none=True)
                 value_loss.backward(inputs=critic_params)
@@ -709,46 +562,6 @@ class TRPOPlus(OnPolicyAlgorithm):
             permutation = th.randperm(n_samples, device=returns.device)
             for start in range(0, n_samples, self.batch_size):
                 yield permutation[start : start + self.batch_size]
-
-    def _fit_linear_chain(self, chain: LinearChain, features: th.Tensor, returns: th.Tensor) -> list[th.Tensor]:
-        """
-        The critic's regression when the critic is an MLP head (SB3's ``MlpPolicy``): closed-form gradients
-        (:class:`~sb3_trpo_plus.linear_chain.ChainMseGradient`) and torch's functional Adam on one flat
-        parameter vector. The Adam state lives in the policy's optimizer before and after, so saving, loading
-        and the generic path see the same optimizer.
-        """
-        params = chain.parameters
-        optimizer = self.policy.optimizer
-        group = optimizer.param_groups[0]
-        flat = parameters_to_vector(params).detach().clone()
-        grad = th.empty_like(flat)
-        mse_gradient = ChainMseGradient(chain, flat, grad)
-        exp_avg, exp_avg_sq, step = gather_adam_state(optimizer, params, flat)
-        fused = bool(group.get("fused"))
-        beta1, beta2 = group["betas"]
-        losses = []
-        for index in self._critic_minibatches(returns):
-            losses.append(mse_gradient(features[index], returns[index]))
-            adam(
-                [flat],
-                [grad],
-                [exp_avg],
-                [exp_avg_sq],
-                [],
-                [step],
-                foreach=False,
-                fused=fused,
-                amsgrad=False,
-                beta1=beta1,
-                beta2=beta2,
-                lr=group["lr"],
-                weight_decay=0.0,
-                eps=group["eps"],
-                maximize=False,
-            )
-        vector_to_parameters(flat, params)
-        scatter_adam_state(optimizer, params, exp_avg, exp_avg_sq, step)
-        return losses
 
     def train(self) -> None:
         """
@@ -787,7 +600,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
         self.logger.record("train/policy_objective", stats.policy_objective)
         self.logger.record("train/value_loss", value_loss)
-        self.logger.record("train/kl_divergence_loss", stats.kl)
+        self.logger.record("train/kl_divergence_loss", stats.kl_divergence_loss)
         self.logger.record("train/kl", stats.kl)
         self.logger.record("train/target_kl", stats.target_kl)
         self.logger.record("train/entropy", stats.entropy)
@@ -812,11 +625,12 @@ class TRPOPlus(OnPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfTRPOPlus:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
+        with self._threads():
+            return super().learn(
+                total_timesteps=total_timesteps,
+                callback=callback,
+                log_interval=log_interval,
+                tb_log_name=tb_log_name,
+                reset_num_timesteps=reset_num_timesteps,
+                progress_bar=progress_bar,
+            )

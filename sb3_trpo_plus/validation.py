@@ -39,3 +39,14 @@ def check_range(
     too_high = high is not None and (number > high or (not high_inclusive and number == high))
     if too_low or too_high:
         raise ValueError(f"Invalid {name}={value!r}: expected {allowed}")
+
+
+class NonFiniteObservationError(ValueError):
+    """The environment returned a NaN or infinite observation, which the policy cannot act on."""
+
+
+NON_FINITE_OBSERVATION = (
+    "The environment returned a non-finite (NaN or infinite) observation, so the policy cannot act; "
+    "training stopped with the parameters of the last update (the model can still be saved). "
+    "SB3's VecCheckNan wrapper finds the step that produced it."
+)

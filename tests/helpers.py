@@ -6,6 +6,9 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.utils import obs_as_tensor
+
+from sb3_trpo_plus import TRPOPlus
 
 
 class SharedLinearExtractor(BaseFeaturesExtractor):
@@ -17,3 +20,25 @@ class SharedLinearExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return self.net(observations.flatten(1))
+
+
+def collect(model: TRPOPlus) -> None:
+    """Fill the rollout buffer the way ``learn()`` does, without updating."""
+    _, callback = model._setup_learn(model.n_steps * model.n_envs, None)
+    callback.on_training_start(locals(), globals())
+    assert model.env is not None
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+
+
+def batch(model: TRPOPlus):
+    """The whole rollout, as ``train()`` sees it (unshuffled)."""
+    buffer = model.rollout_buffer
+    obs = obs_as_tensor(buffer.swap_and_flatten(buffer.observations), model.device)
+    actions = th.as_tensor(buffer.swap_and_flatten(buffer.actions).astype(np.float32), device=model.device)
+    if isinstance(model.action_space, spaces.Discrete):
+        actions = actions.long().flatten()
+    old_log_prob = th.as_tensor(buffer.swap_and_flatten(buffer.log_probs), device=model.device).flatten()
+    advantages = th.as_tensor(buffer.swap_and_flatten(buffer.advantages), device=model.device).flatten()
+    if model.normalize_advantage:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    return obs, actions, old_log_prob, advantages

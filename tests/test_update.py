@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
-from stable_baselines3.common.utils import LinearSchedule, obs_as_tensor
+from stable_baselines3.common.utils import LinearSchedule
 from torch.nn.utils import parameters_to_vector
 
 import sb3_trpo_plus.trpo_plus as trpo_module
 from sb3_trpo_plus import TRPOPlus
 from sb3_trpo_plus.fisher import fisher_for, joint_kl
 from sb3_trpo_plus.natural_gradient import gauss_newton_fvp
-from tests.helpers import SharedLinearExtractor
-
-
-def collect(model: TRPOPlus) -> None:
-    """Fill the rollout buffer the way ``learn()`` does, without updating."""
-    _, callback = model._setup_learn(model.n_steps * model.n_envs, None)
-    callback.on_training_start(locals(), globals())
-    assert model.env is not None
-    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
-
-
-def batch(model: TRPOPlus):
-    """The whole rollout, as ``train()`` sees it (unshuffled)."""
-    buffer = model.rollout_buffer
-    obs = obs_as_tensor(buffer.swap_and_flatten(buffer.observations), model.device)
-    actions = th.as_tensor(buffer.swap_and_flatten(buffer.actions).astype(np.float32), device=model.device)
-    if isinstance(model.action_space, gym.spaces.Discrete):
-        actions = actions.long().flatten()
-    old_log_prob = th.as_tensor(buffer.swap_and_flatten(buffer.log_probs), device=model.device).flatten()
-    advantages = th.as_tensor(buffer.swap_and_flatten(buffer.advantages), device=model.device).flatten()
-    if model.normalize_advantage:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    return obs, actions, old_log_prob, advantages
+from tests.helpers import SharedLinearExtractor, batch, collect
 
 
 def actor_parameters(model: TRPOPlus) -> list[th.nn.Parameter]:
@@ -149,8 +126,9 @@ def test_step_matches_dense_damped_natural_gradient() -> None:
     eta_old = tuple(e.detach() for e in eta)
     fvp = gauss_newton_fvp(eta, params, lambda u: fisher.metric(eta_old, u))
     n = g.numel()
-    dense_f = th.stack([fvp(e) for e in th.eye(n)], dim=1).double()
-    expected = th.linalg.solve(dense_f + damping * th.eye(n, dtype=th.float64), g)
+    dense_f = th.stack([fvp(e) for e in th.eye(n, device=model.device)], dim=1).double()
+    damped = dense_f + damping * th.eye(n, dtype=th.float64, device=model.device)
+    expected = th.linalg.solve(damped, g)
 
     before = parameters_to_vector(params).detach().clone()
     model.train()
@@ -160,7 +138,9 @@ def test_step_matches_dense_damped_natural_gradient() -> None:
     assert cosine > 0.999
     # and the step length is the trust-region one: 1/2 s^T (F + lambda I) s = target_kl at the full step
     fraction = model.logger.name_to_value["train/step_fraction"]
-    quadratic_kl = 0.5 * float(step @ (dense_f + damping * th.eye(n, dtype=th.float64)) @ step) / fraction**2
+    quadratic_kl = (
+        0.5 * float(step @ (dense_f + damping * th.eye(n, dtype=th.float64, device=model.device)) @ step) / fraction**2
+    )
     assert quadratic_kl == pytest.approx(1e-4, rel=1e-3)
 
 
@@ -301,132 +281,3 @@ def test_default_adam_is_fused_and_user_choice_is_kept() -> None:
     chosen = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, policy_kwargs={"optimizer_kwargs": {"foreach": True}})
     assert chosen.policy.optimizer.param_groups[0]["foreach"] is True
     assert not chosen.policy.optimizer.param_groups[0]["fused"]
-
-
-def fitted_critic(monkeypatch: pytest.MonkeyPatch, path: str) -> TRPOPlus:
-    """A model after one critic fit (the actor's step forced to fail) on the given code path."""
-    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=128, batch_size=32, n_critic_updates=3, seed=0)
-    collect(model)
-    with monkeypatch.context() as patch:
-        if path in ("autograd", "autograd_per_minibatch_features"):
-            patch.setattr(trpo_module, "plain_adam", lambda optimizer: False)
-        if path == "autograd_per_minibatch_features":
-            patch.setattr(model, "_critic_features", lambda obs, params: None)
-        model.train()
-    return model
-
-
-def test_critic_fast_path_matches_autograd_adam(monkeypatch: pytest.MonkeyPatch) -> None:
-    fast = fitted_critic(monkeypatch, "fast")
-    generic = fitted_critic(monkeypatch, "autograd")
-    per_minibatch = fitted_critic(monkeypatch, "autograd_per_minibatch_features")
-    # precomputing the features changes nothing, bit for bit
-    assert th.equal(parameters_to_vector(generic.policy.parameters()), parameters_to_vector(per_minibatch.policy.parameters()))
-    # the closed-form gradient + functional Adam on a flat vector is the same algorithm, up to rounding
-    assert th.allclose(
-        parameters_to_vector(fast.policy.parameters()), parameters_to_vector(generic.policy.parameters()), atol=1e-5
-    )
-    before = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=128, seed=0).policy.value_net.weight
-    assert not th.allclose(fast.policy.value_net.weight, before)
-    # and the optimizer's state is kept where SB3 saves it
-    for param in fast.policy.value_net.parameters():
-        state = fast.policy.optimizer.state[param]
-        generic_param = dict(generic.policy.named_parameters())[
-            next(n for n, p in fast.policy.named_parameters() if p is param)
-        ]
-        generic_state = generic.policy.optimizer.state[generic_param]
-        assert float(state["step"]) == float(generic_state["step"]) == 3 * 4
-        assert th.allclose(state["exp_avg"], generic_state["exp_avg"], atol=1e-6)
-        assert th.allclose(state["exp_avg_sq"], generic_state["exp_avg_sq"], atol=1e-7)
-
-
-MLP_CASES = ["pendulum", "cartpole", "multidiscrete", "multibinary"]
-
-
-@pytest.mark.parametrize("case", [*MLP_CASES, "pendulum_gsde"])
-def test_mlp_fisher_vector_product_matches_autograd(case: str) -> None:
-    make_env, kwargs = ENVS[case]
-    model = TRPOPlus("MlpPolicy", make_env(), n_steps=128, seed=0, **kwargs)
-    collect(model)
-    obs, actions, _old_log_prob, _ = batch(model)
-    all_params = list(model.policy.parameters())
-    distribution = model._distribution(obs)
-    grads = th.autograd.grad(distribution.log_prob(actions).sum(), all_params, retain_graph=True, allow_unused=True)
-    actor = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
-    mlp = model._mlp_fisher_vector_product(obs, actor)
-    if case == "pendulum_gsde":  # gSDE's std depends on the state: the generic path serves it
-        assert mlp is None
-        return
-    assert mlp is not None
-    ordered, fast = mlp
-    generic = model._autograd_fisher_vector_product(obs, distribution, ordered)
-    for seed in range(2):
-        v = th.randn(sum(p.numel() for p in ordered), generator=th.Generator().manual_seed(seed))
-        expected = generic(v)
-        assert (fast(v) - expected).norm() / expected.norm() < 1e-4
-
-
-def test_mlp_fisher_vector_product_declines_shared_extractor_with_parameters() -> None:
-    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, policy_kwargs={"features_extractor_class": SharedLinearExtractor})
-    collect(model)
-    obs = batch(model)[0]
-    actor = [p for p in model.policy.parameters() if not any(p is q for q in model.policy.value_net.parameters())]
-    actor = [p for p in actor if not any(p is q for q in model.policy.mlp_extractor.value_net.parameters())]
-    assert model._mlp_fisher_vector_product(obs, actor) is None
-
-
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
-def test_fast_rollout_forward_matches_sb3_policy(env_id: str) -> None:
-    model = TRPOPlus("MlpPolicy", env_id, n_steps=64, seed=0)
-    perturb = th.Generator().manual_seed(0)
-    with th.no_grad():
-        for param in model.policy.parameters():
-            param.add_(0.1 * th.randn(param.shape, generator=perturb))
-    obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(4000)]))
-    with model._fast_rollout_forward():
-        assert "forward" in vars(model.policy)  # the closed form is in use
-        actions, values, log_prob = model.policy(obs)
-        deterministic, _, _ = model.policy(obs, deterministic=True)
-    assert "forward" not in vars(model.policy)  # and SB3's forward is back
-    with th.no_grad():
-        distribution = model.policy.get_distribution(obs)
-        expected_values = model.policy.predict_values(obs)
-        flat_actions = actions if actions.dim() > 1 else actions.unsqueeze(1)
-        assert th.allclose(log_prob, distribution.log_prob(actions), atol=1e-5)
-        assert th.allclose(values, expected_values, atol=1e-6)
-        assert th.allclose(deterministic.float(), distribution.mode().float().reshape(deterministic.shape), atol=1e-6)
-        if env_id == "Pendulum-v1":  # samples have the policy's mean and standard deviation
-            standardized = (flat_actions - distribution.distribution.mean) / distribution.distribution.stddev
-            assert abs(float(standardized.mean())) < 0.05
-            assert abs(float(standardized.std()) - 1.0) < 0.05
-        else:  # sampled actions follow the policy's probabilities on average
-            probs = distribution.distribution.probs
-            assert abs(float((actions == 1).float().mean() - probs[:, 1].mean())) < 0.03
-
-
-def test_fast_rollout_forward_draws_sb3s_gaussian_actions() -> None:
-    """Same torch seed, same actions: the closed form consumes the random stream exactly as SB3's forward does,
-    so a rollout follows the one SB3 would collect (up to float rounding)."""
-    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, seed=0)
-    obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(256)]))
-    th.manual_seed(1)
-    with model._fast_rollout_forward():
-        fast, _, fast_log_prob = model.policy(obs)
-    th.manual_seed(1)
-    with th.no_grad():
-        expected, _, expected_log_prob = model.policy(obs)
-    assert th.allclose(fast, expected, atol=1e-6)
-    assert th.allclose(fast_log_prob, expected_log_prob, atol=1e-5)
-
-
-def test_fast_rollout_forward_is_removed_after_an_error() -> None:
-    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64)
-    with pytest.raises(RuntimeError), model._fast_rollout_forward():
-        raise RuntimeError
-    assert "forward" not in vars(model.policy)
-
-
-def test_fast_rollout_forward_not_used_for_gsde() -> None:
-    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, use_sde=True)
-    with model._fast_rollout_forward():
-        assert "forward" not in vars(model.policy)
