@@ -341,6 +341,23 @@ def targets_table(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
     return lines
 
 
+def report_envs(runs: list[dict[str, Any]]) -> list[str]:
+    """The tasks that have runs: the benchmark's in its order, then any other."""
+    envs = [env for env in ENVS if any(r["env"] == env for r in runs)]
+    return envs + sorted({r["env"] for r in runs} - set(envs))
+
+
+def results_table(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
+    """Markdown: per task, the step budget and each algorithm's final return, mean ± sample std across seeds
+    (number of seeds). The README's results table; ``RESULTS.md``'s adds the run times."""
+    lines = ["| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " |", "|---|---|" + "---|" * len(ALGOS)]
+    for env in envs:
+        steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
+        cells = [fmt([r["final_eval"]["mean"] for r in runs if r["env"] == env and r["algo"] == algo]) for algo in ALGOS]
+        lines.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def update_readme(blocks: dict[str, list[str]], readme: Path = README) -> None:
     """Replace the lines between each ``<!-- name -->`` / ``<!-- /name -->`` marker pair of the README (and nothing else)."""
     text = readme.read_text()
@@ -363,8 +380,7 @@ def write_report(runs: list[dict[str, Any]], out: Path = HERE, min_seeds: int = 
         writer.writeheader()
         writer.writerows(csv_row(r) for r in runs)
 
-    envs = [env for env in ENVS if any(r["env"] == env for r in runs)]
-    envs += sorted({r["env"] for r in runs} - set(envs))
+    envs = report_envs(runs)
     plots = plot_curves(runs, envs)
     iqm_lines, _ = iqm_aggregate(runs, min_seeds)
 
@@ -396,20 +412,16 @@ def write_report(runs: list[dict[str, Any]], out: Path = HERE, min_seeds: int = 
         "|---|---|" + "---|" * len(ALGOS) + "---|",
     ]
     # the README's results table: the same rows without the times
-    results = ["| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " |", "|---|---|" + "---|" * len(ALGOS)]
-    for env in envs:
-        cells, walls = [], []
-        steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
+    results = results_table(runs, envs)
+    for env, row in zip(envs, results[2:], strict=True):
+        walls = []
         for algo in ALGOS:
             sel = [r for r in runs if r["env"] == env and r["algo"] == algo]
-            cells.append(fmt([r["final_eval"]["mean"] for r in sel]))
             if sel:
                 cpu = [r["cpu_time_s"] for r in sel if "cpu_time_s" in r]
                 cpu_text = f"{np.mean(cpu) / 60:.1f}" if cpu else "—"
                 walls.append(f"{algo}: {np.mean([r['wall_time_s'] for r in sel]) / 60:.1f} / {cpu_text}")
-        row = f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |"
         lines.append(row + f" {'; '.join(walls)} |")
-        results.append(row)
     targets = targets_table(runs, envs)
     lines += [
         "",

@@ -297,7 +297,7 @@ def report() -> None:
     out = SWEEPS_DIR / "SWEEPS.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines))
-    print(f"wrote {out.relative_to(REPO)} ({len(rows)} variants)", flush=True)
+    print(f"wrote {os.path.relpath(out, REPO)} ({len(rows)} variants)", flush=True)
 
 
 def parse_seeds(text: str) -> list[int]:
