@@ -18,7 +18,7 @@ Hyperparameters:
 * ``trpo_plus``: ``TRPOPlus`` with the entry of this repository's ``hyperparams/trpo_plus.yml``. If
   that file (or the task's entry) does not exist yet, the Zoo's TRPO entry is used with ``target_kl``
   converted to our units (sb3-contrib averages the KL over action dimensions, TRPOPlus sums it:
-  ours = theirs x action_dim for Box actions, default 0.01); the JSON records which source was used.
+  ours = theirs x action_dim for Box actions, default 0.01); the record says which source was used.
 
 Evaluation (on a separate eval env built by the Zoo with ``eval_env=True``: ``VecNormalize`` with
 ``training=False`` and ``norm_reward=False`` whose observation statistics are a frozen copy of the
