@@ -16,7 +16,10 @@ inverse, so a run's record reads back exactly as it was written (floats by their
 
 Appending (:meth:`Store.append`) holds an exclusive ``fcntl.flock`` on ``data/.lock`` while it writes the
 run's curve (a new gzip member at the end of ``curves.csv.gz``: gzip readers read concatenated members as one
-stream) and then its row (last: the row is the run's "done" marker), so two processes may append at once.
+stream) and then its row (last: the row is the run's "done" marker), so two processes may append at once;
+reads hold a shared lock, so they never see half an append. A curve left without its row (an append cut short)
+is replaced by the run's next append. ``--force`` reruns go through :meth:`Store.remove`, which rewrites both
+files atomically without the run.
 """
 
 from __future__ import annotations
