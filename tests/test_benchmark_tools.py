@@ -1,9 +1,14 @@
-"""The learning benchmark's bookkeeping (``benchmarks/learning/``): seeds, the sweep record, the paired comparison
-and the report's tables, which write the README's claims. No training here: synthetic runs only."""
+"""The learning benchmark's bookkeeping (``benchmarks/learning/``): seeds, the record of runs (``store.py``: append,
+read back, concurrent appends), the sweep record, the paired comparison, batched commits and the report's tables,
+which write the README's claims. No training here: synthetic runs only."""
 
 from __future__ import annotations
 
+import gzip
+import math
+import multiprocessing
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +21,76 @@ sys.path.insert(0, str(LEARNING))
 
 import report  # noqa: E402
 import run  # noqa: E402
+import run_queue  # noqa: E402
+import store  # noqa: E402
 import sweep  # noqa: E402
 
 
 def fake_run(algo: str, env: str, seed: int, final: float) -> dict[str, Any]:
     return {"algo": algo, "env": env, "seed": seed, "final_eval": {"mean": final}}
+
+
+CURVE = [
+    {"timesteps": 0, "eval_mean": -1221.9394986, "eval_std": 400.3029668097822, "eval_min": -1716.155824,
+     "eval_max": -619.952119, "eval_mean_length": 200.0, "train_ep_return_mean": float("nan"), "train_time_s": 0.00089},
+    {"timesteps": 5000, "eval_mean": -1259.150879, "eval_std": 25.057955399772318, "eval_min": -1294.447644,
+     "eval_max": -1219.293236, "eval_mean_length": 200.0, "train_ep_return_mean": -1197.7463580416668,
+     "train_time_s": 1.885889417004364},
+]  # fmt: skip
+
+
+def full_record(algo: str, env: str, seed: int, final: float, tag: str = "") -> dict[str, Any]:
+    """A run's record as ``run.py`` builds it (its keys in its order), with ``final`` as the final mean return."""
+    return {
+        "algo": algo,
+        "algo_class": "sb3_trpo_plus.trpo_plus.TRPOPlus",
+        "env": env,
+        "seed": seed,
+        "final_eval": {
+            "n_episodes": 2,
+            "deterministic": True,
+            "mean": final,
+            "std": 0.1 + seed / 3,
+            "returns": [final - 0.1, final + 0.1],
+            "lengths": [200, 200],
+        },
+        "train_ep_return_mean_last100": None if seed == 1 else -226.88205693000003,
+        "n_timesteps": 100000,
+        "timesteps_done": 100352,
+        "n_envs": 2,
+        "eval_freq": 5000,
+        "curve_eval_episodes": 5,
+        "n_eval_envs": 5,
+        "wall_time_s": 40.084516515998985 + seed,
+        "train_time_s": 38.09986728802323,
+        "eval_time_s": 1.9846396379798534,
+        "cpu_time_s": 25.530225824000002,
+        "started_utc": f"2026-11-23T21:0{seed}:08+00:00",
+        "load_avg_1min_start_end": [3.7646484375, 3.880859375],
+        "finished_utc": "2026-11-23T21:01:49+00:00",
+        "hyperparams_source": "hyperparams/trpo_plus.yml [Pendulum-v1]",
+        "overrides": {"policy_kwargs": "dict(log_std_init=-1)"} if tag else {},
+        "tag": tag,
+        "hyperparams": {"gamma": 0.98, "n_timesteps": 100000.0, "normalize": True, "policy_kwargs": "dict(a=[1, 2])"},
+        "normalize_kwargs": {"gamma": 0.98},
+        "torch_threads": 1,
+        "versions": {"python": "3.11.7", "torch": "2.13.0+cpu", "stable_baselines3": "2.9.2", "sb3_contrib": "2.9.2"},
+        "git": {"commit": "fff5ef7f381f6cbf250314ed349c79418f63c424", "sb3_trpo_plus_dirty": False},
+        "git_at_end": {"commit": "fff5ef7f381f6cbf250314ed349c79418f63c424", "sb3_trpo_plus_dirty": True},
+        "machine": {"platform": "Linux-x86_64", "cpu": 'Intel(R) Xeon(R) Processor, "quoted"', "n_cpus": 2},
+        "command": "python run.py --algo trpo_plus --env 'Pendulum-v1' --set \"a=1, b\"",
+    }
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with NaN equal to NaN, the keys of dicts in the same order, and types alike (1.0 is not 1)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
 
 
 def test_benchmark_seeds_are_the_same_for_both_algorithms_and_stay_out_of_tuning() -> None:
@@ -132,8 +202,6 @@ def test_sweep_refuses_new_seeds_when_the_entry_changed_under_a_variant(
     """A variant's ``set`` is relative to the task's entry: once the entry changes, extending the variant to new
     seeds without pinning the old values would run something else under the same name. ``sweep.py run`` stops
     with the keys that changed; with them pinned it goes on (here to the stubbed launcher)."""
-    import json
-
     variant: dict[str, Any] = {"env": "Walker2d-v5", "seeds": [100, 101], "set": {"policy_kwargs": "dict(log_std_init=-2)"}}
     # the entry now; its normalize string is recorded by the Zoo as a dict with the entry's gamma written in
     entry = {"n_envs": 2, "n_timesteps": 1e6, "target_kl": "lin_0.12", "normalize": "dict(norm_obs=False, norm_reward=True)"}
@@ -145,9 +213,9 @@ def test_sweep_refuses_new_seeds_when_the_entry_changed_under_a_variant(
         "normalize": {"norm_obs": False, "norm_reward": True, "gamma": 0.99},
     }
     monkeypatch.setattr(sweep, "resolve_hyperparams", lambda algo, env: (dict(entry), "stub"))
-    monkeypatch.setattr(sweep, "result_json", lambda name, variant, seed: tmp_path / f"seed{seed}.json")
+    monkeypatch.setattr(sweep, "STORE", store.Store(tmp_path, store.SWEEP_TABLE))
     monkeypatch.setattr(sweep, "load_spec", lambda: {"w-std": variant})
-    (tmp_path / "seed100.json").write_text(json.dumps({"hyperparams": recorded}))
+    sweep.STORE.append({**full_record("trpo_plus", "Walker2d-v5", 100, 1.0), "hyperparams": recorded}, CURVE, "w-std")
 
     assert sweep.setting_drift("w-std", variant) == {"target_kl": (0.06, "lin_0.12")}
     with pytest.raises(SystemExit, match=r"'w-std'.*target_kl: 0\.06 -> 'lin_0\.12'"):
@@ -178,3 +246,235 @@ def test_sweep_drift_compares_settings_not_their_spelling() -> None:
     }
     assert same("policy_kwargs", "dict(log_std_init=-2)") != same("policy_kwargs", "dict(log_std_init=-4)")
     assert same("gamma", 0.98) != same("gamma", 0.99)
+
+
+def test_store_reads_back_exactly_what_was_appended(tmp_path: Path) -> None:
+    """A run's record (floats to the last bit, None, quotes, commas, nested dicts in order) and its curve (NaN too)
+    read back as appended; a sweep run goes to the sweep table under its variant's id, whatever its tag says."""
+    benchmark = store.Store(tmp_path, store.BENCHMARK_TABLE)
+    sweeps = store.Store(tmp_path, store.SWEEP_TABLE)
+    records = [full_record("trpo_plus", "Pendulum-v1", seed, -203.0602185 + seed / 7) for seed in (0, 1)]
+    for record in records:
+        benchmark.append(record, CURVE)
+    moved = full_record("trpo_plus", "Walker2d-v5", 105, 4000.123456789, tag="walker2d-base")
+    assert sweeps.append(moved, CURVE[:1], "walker2d-kllin0.12-as-base") == (
+        "sweeps/walker2d-kllin0.12-as-base/trpo_plus/Walker2d-v5/seed105"
+    )
+
+    loaded = benchmark.load()
+    assert [r["run"] for r in loaded] == ["results/trpo_plus/Pendulum-v1/seed0", "results/trpo_plus/Pendulum-v1/seed1"]
+    for record, back in zip(records, loaded, strict=True):
+        assert back.pop("run").startswith("results/") and back.pop("variant") == ""
+        assert same(back.pop("curve"), [{k: float(v) for k, v in point.items()} for point in CURVE])
+        assert same(back, record)
+    (back,) = sweeps.load()
+    assert back["variant"] == "walker2d-kllin0.12-as-base" and back["tag"] == "walker2d-base"
+    assert len(back["curve"]) == 1
+    assert benchmark.done() == {"results/trpo_plus/Pendulum-v1/seed0", "results/trpo_plus/Pendulum-v1/seed1"}
+    # one header per file; the curves of both tables in the one gzipped file (a gzip member per run)
+    assert (tmp_path / store.BENCHMARK_TABLE).read_text().count("run,variant,algo") == 1
+    with gzip.open(tmp_path / store.CURVES, "rt") as f:
+        assert f.read().count("run,timesteps") == 1
+    assert store.find_run("benchmarks/learning/results/trpo_plus/Pendulum-v1/seed1.json", tmp_path)["seed"] == 1
+
+
+def test_store_refuses_a_second_row_for_a_run_and_replaces_on_remove(tmp_path: Path) -> None:
+    benchmark = store.Store(tmp_path)
+    record = full_record("sb3_contrib_trpo", "CartPole-v1", 3, 500.0)
+    benchmark.append(record, CURVE)
+    with pytest.raises(ValueError, match="seed3 already"):
+        benchmark.append(record, CURVE)
+    benchmark.remove({"results/sb3_contrib_trpo/CartPole-v1/seed3"})
+    assert benchmark.load() == []
+    benchmark.append({**record, "final_eval": {**record["final_eval"], "mean": 499.0}}, CURVE[:1])
+    (back,) = benchmark.load()
+    assert back["final_eval"]["mean"] == 499.0 and len(back["curve"]) == 1
+
+
+def test_store_replaces_a_curve_left_without_its_row(tmp_path: Path) -> None:
+    """An append interrupted between the curve and the row leaves a curve and no row: the rerun's append replaces
+    that curve instead of doubling it."""
+    benchmark = store.Store(tmp_path)
+    benchmark.append(full_record("trpo_plus", "Pendulum-v1", 0, -200.0), CURVE)
+    rows = (tmp_path / store.BENCHMARK_TABLE).read_text().splitlines()
+    (tmp_path / store.BENCHMARK_TABLE).write_text(rows[0] + "\n")  # the row lost, the curve kept
+    assert benchmark.load() == [] and len(benchmark.curves()["results/trpo_plus/Pendulum-v1/seed0"]) == 2
+    benchmark.append(full_record("trpo_plus", "Pendulum-v1", 0, -190.0), CURVE[1:])
+    (back,) = benchmark.load()
+    assert back["final_eval"]["mean"] == -190.0 and [p["timesteps"] for p in back["curve"]] == [5000.0]
+
+
+def _append_many(folder: Path, algo: str, seeds: list[int], refused: Any = None) -> None:
+    """Append runs; with ``refused`` (a shared counter), count the appends refused as already done."""
+    target = store.Store(folder)
+    for seed in seeds:
+        try:
+            target.append(full_record(algo, "Pendulum-v1", seed, float(seed)), CURVE)
+        except ValueError:
+            if refused is None:
+                raise
+            with refused.get_lock():
+                refused.value += 1
+
+
+def _append_one_at(folder: Path, seed: int, started: Any) -> None:
+    started.set()
+    _append_many(folder, "trpo_plus", [seed])
+
+
+def test_store_keeps_one_row_per_run_when_two_processes_append_the_same_runs(tmp_path: Path) -> None:
+    """Two processes finishing the same runs at once (the check that a run is new and its append are one step
+    under the lock): each run is recorded once with one curve, and every other append is refused."""
+    context = multiprocessing.get_context("fork")
+    refused = context.Value("i", 0)
+    workers = [context.Process(target=_append_many, args=(tmp_path, "trpo_plus", list(range(20)), refused)) for _ in "ab"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    loaded = store.Store(tmp_path).load()
+    assert sorted(r["seed"] for r in loaded) == list(range(20)) and refused.value == 20
+    assert all(len(r["curve"]) == len(CURVE) for r in loaded)
+    assert (tmp_path / store.BENCHMARK_TABLE).read_text().count("run,variant,algo") == 1
+
+
+def test_store_append_waits_for_the_lock(tmp_path: Path) -> None:
+    """While one process holds the store's lock (e.g. mid-append), another's append waits, then goes through."""
+    benchmark = store.Store(tmp_path)
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    with benchmark.locked():
+        worker = context.Process(target=_append_one_at, args=(tmp_path, 7, started))
+        worker.start()
+        assert started.wait(10)
+        time.sleep(0.5)
+        assert worker.is_alive() and benchmark.done(lock=False) == set()  # blocked on the lock
+    worker.join(30)
+    assert worker.exitcode == 0
+    assert benchmark.done() == {"results/trpo_plus/Pendulum-v1/seed7"}
+
+
+def test_report_regenerates_its_tables_from_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """report.py's outputs come from the tidy files: results.csv (one row per run), RESULTS.md's tables, the plots,
+    and the README's results table (only that block: the README's other markers are left alone)."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(report, "PLOTS", tmp_path / "plots")
+    data = store.Store(tmp_path / "data")
+    finals = {"trpo_plus": [-150.0, -170.0, -160.0], "sb3_contrib_trpo": [-210.0, -190.0, -200.0]}
+    for algo, values in finals.items():
+        for seed, final in enumerate(values):
+            data.append(full_record(algo, "Pendulum-v1", seed, final), CURVE)
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "top\n<!-- learning-results-table -->\nold\n<!-- /learning-results-table -->\n"
+        "<!-- learning-targets-table -->\nkept\n<!-- /learning-targets-table -->\n"
+    )
+
+    runs = report.load_runs(data)
+    table = report.write_report(runs, tmp_path, readme=readme)
+
+    pendulum = "| Pendulum-v1 | 100,352 | -200.0 ± 10.0 (3) | -160.0 ± 10.0 (3) |"
+    assert table[2] == pendulum
+    assert readme.read_text() == (
+        f"top\n<!-- learning-results-table -->\n{chr(10).join(table)}\n<!-- /learning-results-table -->\n"
+        "<!-- learning-targets-table -->\nkept\n<!-- /learning-targets-table -->\n"
+    )
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "from 6 runs in `data/runs.csv`" in text and pendulum in text
+    assert "| Pendulum-v1 | ≥ -200 | -160.0 (3) | -200.0 (3) | 3 of 3 |" in text  # the targets table
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6 and rows[1].startswith("sb3_contrib_trpo,Pendulum-v1,0,-210.0,")
+    assert (tmp_path / "plots" / "Pendulum-v1.png").stat().st_size > 0
+
+
+def test_sweep_report_reads_the_sweep_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    spec = {"p-base": {"env": "Pendulum-v1", "seeds": [100, 101, 102]}, "p-none": {"env": "Pendulum-v1", "seeds": [100]}}
+    monkeypatch.setattr(sweep, "load_spec", lambda: spec)
+    monkeypatch.setattr(sweep, "SWEEPS_DIR", tmp_path)
+    monkeypatch.setattr(sweep, "STORE", store.Store(tmp_path, store.SWEEP_TABLE))
+    for seed, final in [(100, -150.0), (102, -170.0)]:
+        sweep.STORE.append(full_record("trpo_plus", "Pendulum-v1", seed, final, tag="p-base"), CURVE, "p-base")
+    sweep.report()
+    text = (tmp_path / "SWEEPS.md").read_text()
+    assert "| p-base | 100,352 | (YAML entry as is) | 2 | -160.0 ± 14.1 | -150, -170 | -1240.5 |" in text
+    assert "| p-none |" not in text
+    assert (tmp_path / "plots" / "Pendulum-v1.png").exists()
+
+
+def test_runs_are_committed_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    commits: list[str] = []
+    monkeypatch.setattr(run_queue, "commit", lambda message, paths=None: commits.append(message))
+    reports: list[int] = []
+    batches = run_queue.Batches(True, 3, "sweep", None, lambda: reports.append(len(commits)))
+    for k in range(7):
+        batches.finished(f"v seed{k}")
+    batches.flush()
+    batches.flush()  # nothing left: no empty commit
+    assert commits == [
+        "sweep: 3 runs (v seed0, v seed1, v seed2)",
+        "sweep: 3 runs (v seed3, v seed4, v seed5)",
+        "sweep: 1 runs (v seed6)",
+    ]
+    assert reports == [0, 1, 2]  # the report runs before each commit
+    off = run_queue.Batches(False, 1, "sweep", None)
+    off.finished("x")
+    off.flush()
+    assert len(commits) == 3
+    with pytest.raises(SystemExit, match="--commit-every"):
+        run_queue.Batches(True, 0, "sweep", None)
+
+
+def test_sweep_run_appends_and_commits_a_batch_not_each_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sweep.py run --commit --commit-every 2`` over 3 missing seeds: 2 commits (2 runs, then the last), each run
+    launched once; a seed already in the table is not launched."""
+    variant = {"env": "Pendulum-v1", "seeds": [100, 101, 102, 103]}
+    monkeypatch.setattr(sweep, "load_spec", lambda: {"p": variant})
+    monkeypatch.setattr(sweep, "STORE", store.Store(tmp_path, store.SWEEP_TABLE))
+    monkeypatch.setattr(sweep, "LOGS", tmp_path / "logs")
+    monkeypatch.setattr(sweep, "claim_path", lambda name, variant, seed: tmp_path / f"seed{seed}.claim")
+    monkeypatch.setattr(sweep, "setting_drift", lambda name, variant: {})
+    monkeypatch.setattr(sweep, "report", lambda: None)
+    sweep.STORE.append(full_record("trpo_plus", "Pendulum-v1", 101, -150.0, tag="p"), CURVE, "p")
+    launched: list[int] = []
+
+    def fake_run(cmd: list[str], **kwargs: Any) -> int:  # what run.py --tag p does at its end
+        seed = int(cmd[cmd.index("--seed") + 1])
+        launched.append(seed)
+        sweep.STORE.append(full_record("trpo_plus", "Pendulum-v1", seed, -160.0, tag="p"), CURVE, "p")
+        return 0
+
+    monkeypatch.setattr(sweep.subprocess, "call", fake_run)
+    commits: list[tuple[str, list[str] | None]] = []
+    monkeypatch.setattr(run_queue, "commit", lambda message, paths=None: commits.append((message, paths)))
+    sweep.run(["p"], "", commit=True, commit_every=2)
+    assert launched == [100, 102, 103]
+    assert [message for message, _ in commits] == ["sweep: 2 runs (p seed100, p seed102)", "sweep: 1 runs (p seed103)"]
+    assert commits[0][1] == ["data/sweep_runs.csv", "data/curves.csv.gz", "sweeps"]
+    assert len(sweep.STORE.load()) == 4
+    assert not list(tmp_path.glob("*.claim"))  # claims released
+
+
+def test_run_records_to_the_table_of_its_kind() -> None:
+    """A benchmark run goes to data/runs.csv, a sweep run (``--tag``) to data/sweep_runs.csv, a shortened run
+    without a tag to results_smoke/ (git-ignored)."""
+    args = run.parse_args(["--algo", "trpo_plus", "--env", "Pendulum-v1"])
+    assert args.data_dir == store.DATA_DIR and run.store_for(args.data_dir, args.tag).runs_path.name == "runs.csv"
+    args = run.parse_args(["--algo", "trpo_plus", "--env", "Pendulum-v1", "--tag", "p", "--n-timesteps", "1000"])
+    assert args.data_dir == store.DATA_DIR and run.store_for(args.data_dir, args.tag).runs_path.name == "sweep_runs.csv"
+    args = run.parse_args(["--algo", "trpo_plus", "--env", "Pendulum-v1", "--n-timesteps", "1000"])
+    assert args.data_dir == store.SMOKE_DIR
+    assert "results_smoke/" in (LEARNING / ".gitignore").read_text().split()
+
+
+def test_the_readme_results_table_is_the_one_the_record_gives() -> None:
+    """The README's results table (between its markers) is what ``report.py --readme`` computes from
+    ``data/runs.csv``: no number there is typed by hand, and the record holds every run behind it."""
+    runs = report.load_runs()
+    assert {r["algo"] for r in runs} == set(run.ALGOS) and all(r["curve"] for r in runs)
+    text = report.README.read_text()
+    start, end = "<!-- learning-results-table -->\n", "\n<!-- /learning-results-table -->"
+    assert start in text and end in text
+    block = text.split(start, 1)[1].split(end, 1)[0]
+    assert block.splitlines() == report.results_table(runs, report.report_envs(runs))

@@ -2,28 +2,27 @@
 
 Usage::
 
-    python benchmarks/learning/eval_spread.py benchmarks/learning/results/trpo_plus/Pendulum-v1/seed0.json
-    python benchmarks/learning/eval_spread.py <run.json> ... --episodes 200 --seed 12345
+    python benchmarks/learning/eval_spread.py results/trpo_plus/Pendulum-v1/seed0
+    python benchmarks/learning/eval_spread.py <run id> ... --episodes 200 --seed 12345
 
-For each finished run (its JSON), loads the final model the run saved in ``runs/`` (with its
-``VecNormalize`` statistics when the task normalizes, frozen) and evaluates it deterministically on
-``--episodes`` fresh episodes (start states from ``--seed``). Prints the run's recorded final score, the
-policy's mean over the fresh episodes, and the 5th-95th percentile of the mean of 10 episodes drawn
-from them: the range a 10-episode score of the *same policy* spans by the luck of the start states.
-With ``--flipped`` (planar MuJoCo walkers such as HalfCheetah, whose ``qpos[2]`` is the torso's pitch), it
-also gives the fraction of steps the torso spends upside down (|pitch| > 90 degrees): HalfCheetah's
-well-known poor local optimum is running on its back.
-"""
+For each finished run (named by its ``run`` id in ``data/runs.csv`` or ``data/sweep_runs.csv``), loads the
+final model the run saved in ``runs/`` (with its ``VecNormalize`` statistics when the task normalizes, frozen)
+and evaluates it deterministically on ``--episodes`` fresh episodes (start states from ``--seed``). Prints the
+run's recorded final score, the policy's mean over the fresh episodes, and the 5th-95th percentile of the mean
+of 10 episodes drawn from them: the range a 10-episode score of the *same policy* spans by the luck of the
+start states. With ``--flipped`` (planar MuJoCo walkers such as HalfCheetah, whose ``qpos[2]`` is the torso's
+pitch), it also gives the fraction of steps the torso spends upside down (|pitch| > 90 degrees): HalfCheetah's
+well-known poor local optimum is running on its back."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run import REPO, scratch_dir
+from run import scratch_dir
+from store import find_run
 
 
 def saved_model(result: dict) -> tuple[Path, Path | None]:
@@ -75,7 +74,7 @@ def algo_class(algo: str) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="result JSONs of finished runs")
+    parser.add_argument("runs", nargs="+", help="ids of finished runs (results/<algo>/<env>/seed<k>, sweeps/...)")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=12345, help="seed of the fresh evaluation episodes")
     parser.add_argument("--flipped", action="store_true", help="also: fraction of steps with the torso upside down")
@@ -89,8 +88,8 @@ def main() -> None:
     extra = " upside down (% of steps) |" if args.flipped else ""
     print("| run | recorded final (10 ep.) | mean of fresh episodes | 10-episode mean, 5th-95th percentile |" + extra)
     print("|---|---|---|---|" + ("---|" if args.flipped else ""))
-    for path in args.runs:
-        result = json.loads(path.read_text())
+    for name in args.runs:
+        result = find_run(name)
         model_path, stats_path = saved_model(result)
         env = run_env(result, n_envs=1, seed=args.seed, stats=stats_path)
         base = env.unwrapped  # the DummyVecEnv under VecNormalize
@@ -113,9 +112,8 @@ def main() -> None:
         returns = np.asarray(episode_returns, dtype=float)
         tens = rng.choice(returns, size=(10_000, 10)).mean(axis=1)
         low, high = np.percentile(tens, [5, 95])
-        name = path.resolve().relative_to(REPO / "benchmarks" / "learning")
         print(
-            f"| {name} | {result['final_eval']['mean']:.1f} | {returns.mean():.1f} ({args.episodes} ep.) | "
+            f"| {result['run']} | {result['final_eval']['mean']:.1f} | {returns.mean():.1f} ({args.episodes} ep.) | "
             f"{low:.1f} to {high:.1f} |" + (f" {100 * np.mean(pitch_over):.0f} |" if args.flipped else ""),
             flush=True,
         )

@@ -2,12 +2,12 @@
 
 Usage::
 
-    python benchmarks/learning/pendulum_optimum.py benchmarks/learning/results/*/Pendulum-v1/seed?.json
+    python benchmarks/learning/pendulum_optimum.py results/{sb3_contrib_trpo,trpo_plus}/Pendulum-v1/seed{0..9}
 
 A run's final score is the mean return of 10 deterministic episodes on an eval env that ``run.py`` seeds
 with the run's seed, after the learning-curve evaluations. Pendulum-v1 episodes always last 200 steps and
 its dynamics use no randomness, so which start states the final episodes get does not depend on the
-policy: this script replays the run's evaluation schedule (as many curve evaluations as its curve CSV
+policy: this script replays the run's evaluation schedule (as many curve evaluations as its learning curve
 has rows, then the final one) on an env built the same way, with zero torques, and records the start
 state of each counted final episode. When the run's saved model is still in ``runs/`` (``--check``), it
 replays the final evaluation with that model too and checks the returns equal the recorded ones.
@@ -28,12 +28,11 @@ return: how much a discount factor alone costs, whatever the learner.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from store import find_run
 
 G, M, L, DT, MAX_SPEED, MAX_TORQUE = 10.0, 1.0, 1.0, 0.05, 8.0, 2.0  # gymnasium's Pendulum-v1 defaults
 
@@ -191,7 +190,7 @@ def final_start_states(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="result JSONs of finished Pendulum-v1 runs")
+    parser.add_argument("runs", nargs="+", help="ids of finished Pendulum-v1 runs (results/<algo>/Pendulum-v1/seed<k>)")
     parser.add_argument(
         "--check", action="store_true", help="replay the final evaluation with the saved model too, where it is kept"
     )
@@ -225,12 +224,12 @@ def main() -> None:
 
     print("| run | recorded final (10 ep.) | planner on the same start states | each start: recorded / planner |")
     print("|---|---|---|---|")
-    for path in args.runs:
-        result = json.loads(path.read_text())
+    for ref in args.runs:
+        result = find_run(ref)
+        path = result["run"]
         if result["env"] != "Pendulum-v1":
             raise SystemExit(f"{path}: a {result['env']} run; this script replays Pendulum-v1 only")
-        with open(path.parent / result["curve_csv"]) as f:
-            curve_rows = sum(1 for _ in csv.DictReader(f))
+        curve_rows = len(result["curve"])
         model, stats = None, None
         if args.check:
             from eval_spread import algo_class, saved_model
@@ -246,9 +245,8 @@ def main() -> None:
             raise SystemExit(f"{path}: the replay does not reproduce the recorded final ({returns} vs {recorded})")
         planned = plan(starts, values, 401, args.gamma)
         pairs = ", ".join(f"{r:.0f}/{p:.0f}" for r, p in zip(recorded, planned, strict=True))
-        name = path.resolve().relative_to(Path(__file__).resolve().parent)
         print(
-            f"| {name} | {np.mean(recorded):.1f} | {planned.mean():.1f} | {pairs} |"
+            f"| {path} | {np.mean(recorded):.1f} | {planned.mean():.1f} | {pairs} |"
             + (" replay reproduces the recorded returns |" if model is not None else ""),
             flush=True,
         )

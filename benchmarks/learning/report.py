@@ -4,9 +4,10 @@ Usage::
 
     python benchmarks/learning/report.py
 
-Reads every ``results/<algo>/<env>/seed<k>.json`` (+ ``_curve.csv``) and writes
+Reads the benchmark's runs from ``data/runs.csv`` and their learning curves from ``data/curves.csv.gz``
+(``store.py``) and writes
 
-* ``results.csv``: one row per run;
+* ``results.csv``: one row per run (a rounded digest of ``data/runs.csv``);
 * ``RESULTS.md``: mean ± std across seeds of the final deterministic evaluation return per task and
   algorithm, with the number of seeds, per-seed details, wall times, and the aggregate below;
 * ``plots/<env>.png``: learning curves (deterministic evaluation return against environment steps),
@@ -18,9 +19,10 @@ Reads every ``results/<algo>/<env>/seed<k>.json`` (+ ``_curve.csv``) and writes
 * a table of each task against the project's target (``TARGETS``) and against sb3-contrib, seed by seed, with
   the means over seeds 0-2 alone (every task's seeds until 2026-11-24).
 
-With ``--readme`` the results table, the targets table and the IQM table are also written into the README,
-between their ``<!-- learning-results-table -->``, ``<!-- learning-targets-table -->`` and
-``<!-- learning-iqm-table -->`` markers.
+With ``--readme`` the results table (final return per task and algorithm: mean ± std across seeds, and the
+number of seeds) is also written into the README, between its ``<!-- learning-results-table -->`` and
+``<!-- /learning-results-table -->`` markers; nothing else of the README changes (the targets and the IQM tables
+are in ``RESULTS.md``).
 
 Score normalization for the aggregate: ``(score - random) / (reference - random)``, where ``random`` is
 the mean return of a uniformly random policy on the same v5 task (10 episodes, computed once and
@@ -41,9 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run import ALGOS, ENVS, MUJOCO, RESULTS_DIR
+from run import ALGOS, ENVS, MUJOCO
+from store import Store
 
 HERE = Path(__file__).resolve().parent
+README = HERE.parent.parent / "README.md"
 PLOTS = HERE / "plots"
 RANDOM_SCORES = HERE / "random_scores.json"
 
@@ -94,17 +98,9 @@ CSV_FIELDS = [
 ]
 
 
-def load_run(path: Path) -> dict[str, Any]:
-    """A finished run's JSON, with its learning curve (the CSV's rows as floats) under ``"curve"``."""
-    data = json.loads(path.read_text())
-    curve_path = path.with_name(data.get("curve_csv", path.stem + "_curve.csv"))
-    with open(curve_path) as f:
-        data["curve"] = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    return data
-
-
-def load_runs() -> list[dict[str, Any]]:
-    runs = [load_run(path) for path in sorted(RESULTS_DIR.glob("*/*/seed*.json"))]
+def load_runs(store: Store | None = None) -> list[dict[str, Any]]:
+    """The benchmark's finished runs (records with their curves), by task, algorithm and seed."""
+    runs = (store or Store()).load()
     order = {env: i for i, env in enumerate(ENVS)}
     runs.sort(key=lambda r: (order.get(r["env"], len(order)), r["env"], ALGOS.index(r["algo"]), r["seed"]))
     return runs
@@ -345,7 +341,24 @@ def targets_table(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
     return lines
 
 
-def update_readme(blocks: dict[str, list[str]], readme: Path = HERE.parent.parent / "README.md") -> None:
+def report_envs(runs: list[dict[str, Any]]) -> list[str]:
+    """The tasks that have runs: the benchmark's in its order, then any other."""
+    envs = [env for env in ENVS if any(r["env"] == env for r in runs)]
+    return envs + sorted({r["env"] for r in runs} - set(envs))
+
+
+def results_table(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
+    """Markdown: per task, the step budget and each algorithm's final return, mean ± sample std across seeds
+    (number of seeds). The README's results table; ``RESULTS.md``'s adds the run times."""
+    lines = ["| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " |", "|---|---|" + "---|" * len(ALGOS)]
+    for env in envs:
+        steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
+        cells = [fmt([r["final_eval"]["mean"] for r in runs if r["env"] == env and r["algo"] == algo]) for algo in ALGOS]
+        lines.append(f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def update_readme(blocks: dict[str, list[str]], readme: Path = README) -> None:
     """Replace the lines between each ``<!-- name -->`` / ``<!-- /name -->`` marker pair of the README (and nothing else)."""
     text = readme.read_text()
     for name, lines in blocks.items():
@@ -359,22 +372,17 @@ def update_readme(blocks: dict[str, list[str]], readme: Path = HERE.parent.paren
     readme.write_text(text)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--min-seeds", type=int, default=3, help="seeds per task needed for the IQM aggregate")
-    parser.add_argument("--readme", action="store_true", help="also refresh the results table in the README")
-    args = parser.parse_args()
-
-    runs = load_runs()
-    with open(HERE / "results.csv", "w", newline="") as f:
+def write_report(runs: list[dict[str, Any]], out: Path = HERE, min_seeds: int = 3, readme: Path | None = None) -> list[str]:
+    """Write ``results.csv``, ``RESULTS.md`` and the plots (``PLOTS``) for ``runs`` into ``out``; with ``readme``,
+    its results table too. Returns the README's results table (markdown lines)."""
+    with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(csv_row(r) for r in runs)
 
-    envs = [env for env in ENVS if any(r["env"] == env for r in runs)]
-    envs += sorted({r["env"] for r in runs} - set(envs))
+    envs = report_envs(runs)
     plots = plot_curves(runs, envs)
-    iqm_lines, _ = iqm_aggregate(runs, args.min_seeds)
+    iqm_lines, _ = iqm_aggregate(runs, min_seeds)
 
     machines = sorted({f"{r['machine']['cpu']} ({r['machine']['n_cpus']} cores), {r['machine']['platform']}" for r in runs})
     versions = sorted({", ".join(f"{k} {v}" for k, v in r["versions"].items()) for r in runs})
@@ -383,7 +391,7 @@ def main() -> None:
         "# Learning benchmark results",
         "",
         f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} by `python benchmarks/learning/report.py` "
-        f"from {len(runs)} runs in `results/` (see `results.csv` for every run).",
+        f"from {len(runs)} runs in `data/runs.csv` (see `results.csv` for every run).",
         "",
         "Protocol: RL Zoo env stack and hyperparameters (built by `rl_zoo3`'s `ExperimentManager`), one torch thread, "
         "final score = mean return of 10 deterministic episodes on a separate eval env whose `VecNormalize` "
@@ -404,20 +412,16 @@ def main() -> None:
         "|---|---|" + "---|" * len(ALGOS) + "---|",
     ]
     # the README's results table: the same rows without the times
-    results = ["| task | steps | " + " | ".join(LABELS[a] for a in ALGOS) + " |", "|---|---|" + "---|" * len(ALGOS)]
-    for env in envs:
-        cells, walls = [], []
-        steps = sorted({r["timesteps_done"] for r in runs if r["env"] == env})
+    results = results_table(runs, envs)
+    for env, row in zip(envs, results[2:], strict=True):
+        walls = []
         for algo in ALGOS:
             sel = [r for r in runs if r["env"] == env and r["algo"] == algo]
-            cells.append(fmt([r["final_eval"]["mean"] for r in sel]))
             if sel:
                 cpu = [r["cpu_time_s"] for r in sel if "cpu_time_s" in r]
                 cpu_text = f"{np.mean(cpu) / 60:.1f}" if cpu else "—"
                 walls.append(f"{algo}: {np.mean([r['wall_time_s'] for r in sel]) / 60:.1f} / {cpu_text}")
-        row = f"| {env} | {', '.join(f'{s:,}' for s in steps)} | " + " | ".join(cells) + " |"
         lines.append(row + f" {'; '.join(walls)} |")
-        results.append(row)
     targets = targets_table(runs, envs)
     lines += [
         "",
@@ -446,14 +450,19 @@ def main() -> None:
             f"{'—' if train is None else f'{train:.1f}'} | {r['wall_time_s'] / 60:.1f} | {cpu_m} | {r['hyperparams_source']} |"
         )
     lines += ["", f"Report machine: {platform.platform()}.", ""]
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
-    if args.readme:
-        blanks = [i for i, line in enumerate(iqm_lines) if line == ""]
-        iqm_summary = iqm_lines[: blanks[1]] if len(blanks) >= 2 else iqm_lines  # the task line and the IQM table
-        update_readme(
-            {"learning-results-table": results, "learning-targets-table": targets, "learning-iqm-table": iqm_summary}
-        )
+    (out / "RESULTS.md").write_text("\n".join(lines))
+    if readme is not None:
+        update_readme({"learning-results-table": results}, readme)
     print(f"{len(runs)} runs -> results.csv, RESULTS.md, {len(plots)} plots")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--min-seeds", type=int, default=3, help="seeds per task needed for the IQM aggregate")
+    parser.add_argument("--readme", action="store_true", help="also refresh the results table in the README")
+    args = parser.parse_args()
+    write_report(load_runs(), HERE, args.min_seeds, README if args.readme else None)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ Hyperparameters:
 * ``trpo_plus``: ``TRPOPlus`` with the entry of this repository's ``hyperparams/trpo_plus.yml``. If
   that file (or the task's entry) does not exist yet, the Zoo's TRPO entry is used with ``target_kl``
   converted to our units (sb3-contrib averages the KL over action dimensions, TRPOPlus sums it:
-  ours = theirs x action_dim for Box actions, default 0.01); the JSON records which source was used.
+  ours = theirs x action_dim for Box actions, default 0.01); the record says which source was used.
 
 Evaluation (on a separate eval env built by the Zoo with ``eval_env=True``: ``VecNormalize`` with
 ``training=False`` and ``norm_reward=False`` whose observation statistics are a frozen copy of the
@@ -31,8 +31,12 @@ training ones, refreshed by ``sync_envs_normalization`` right before each evalua
 The eval env holds ``--eval-envs`` (5) copies stepped together, which makes evaluation several times
 cheaper (one batched forward per step); ``evaluate_policy`` gives each copy the same number of episodes.
 
-Outputs: ``results/<algo>/<env>/seed<k>.json`` and ``seed<k>_curve.csv``, written atomically at the
-end; the JSON is the "done" marker: a run whose JSON exists is skipped unless ``--force``.
+Outputs (``store.py``): at the end, the run's learning curve is appended to ``data/curves.csv.gz`` and then its
+record (everything below, one row) to ``data/runs.csv``, or with ``--tag`` to ``data/sweep_runs.csv``, under an
+exclusive file lock, so that two processes may finish runs at once. The row is the "done" marker: a run whose
+row exists is skipped unless ``--force`` (which replaces it). A run with a shortened ``--n-timesteps`` and no
+``--tag`` goes to ``results_smoke/`` (git-ignored) instead. Nothing is committed here: ``run_queue.py`` and
+``sweep.py run`` commit batches of runs (``--commit``).
 Scratch files (Zoo log folder, monitor files, the final model) go to ``runs/`` (git-ignored).
 """
 
@@ -40,24 +44,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import datetime as dt
-import io
-import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from store import BENCHMARK_TABLE, DATA_DIR, SMOKE_DIR, SWEEP_TABLE, Store, run_id
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-RESULTS_DIR = HERE / "results"
-SMOKE_RESULTS_DIR = HERE / "results_smoke"
 RUNS_DIR = HERE / "runs"
 SWEEPS_DIR = HERE / "sweeps"
 ZOO_TRPO_YML = "rl_zoo3/hyperparams/trpo.yml"  # relative to site-packages; resolved at run time
@@ -89,10 +89,9 @@ def default_eval_freq(env_id: str) -> int:
     return 20_000 if env_id in MUJOCO else 5_000
 
 
-def result_paths(results_dir: Path, algo: str, env_id: str, seed: int) -> tuple[Path, Path]:
-    """The run's JSON (the "done" marker) and its learning-curve CSV."""
-    folder = results_dir / algo / env_id
-    return folder / f"seed{seed}.json", folder / f"seed{seed}_curve.csv"
+def store_for(data_dir: Path, tag: str = "") -> Store:
+    """Where a run's record goes: the sweep table for a sweep (``tag``), else the benchmark's."""
+    return Store(data_dir, SWEEP_TABLE if tag else BENCHMARK_TABLE)
 
 
 def scratch_dir(algo: str, env_id: str, seed: int, tag: str = "") -> Path:
@@ -208,30 +207,11 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-CURVE_FIELDS = [
-    "timesteps",
-    "eval_mean",
-    "eval_std",
-    "eval_min",
-    "eval_max",
-    "eval_mean_length",
-    "train_ep_return_mean",
-    "train_time_s",
-]
-
-
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
-    json_path, csv_path = result_paths(args.results_dir, args.algo, args.env, args.seed)
-    if json_path.exists() and not args.force:
-        print(f"skip: {json_path} exists")
+    store = store_for(args.data_dir, args.tag)
+    name = run_id(args.algo, args.env, args.seed, args.tag)
+    if name in store.done() and not args.force:
+        print(f"skip: {name} is in {store.runs_path}")
         return None
     git_at_start = git_state()  # the code this process imports; the checkout may move on during the run
 
@@ -396,17 +376,14 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         "git_at_end": git_state(),
         "machine": machine(),
         "command": command,
-        "curve_csv": csv_path.name,
     }
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CURVE_FIELDS)
-    writer.writeheader()
-    writer.writerows(curve)
-    _atomic_write(csv_path, buffer.getvalue())
-    _atomic_write(json_path, json.dumps(result, indent=2) + "\n")  # last: the "done" marker
+    with store.locked():
+        if args.force:
+            store.remove({name}, lock=False)
+        store.append(result, curve, args.tag, lock=False)  # the curve, then the row: the "done" marker
     print(
         f"done {args.algo} {args.env} seed {args.seed}: final {result['final_eval']['mean']:.2f} "
-        f"± {result['final_eval']['std']:.2f}, wall {wall_time:.0f}s -> {json_path}",
+        f"± {result['final_eval']['std']:.2f}, wall {wall_time:.0f}s -> {name} in {store.runs_path}",
         flush=True,
     )
     return result
@@ -435,27 +412,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", required=True, help=f"a gymnasium id, e.g. one of {ENVS}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--n-timesteps", type=int, default=0, help="override the Zoo's budget (then results go to results_smoke/)"
+        "--n-timesteps",
+        type=int,
+        default=0,
+        help="override the Zoo's budget (without --tag: the record goes to results_smoke/)",
     )
     parser.add_argument("--eval-freq", type=int, default=0, help="steps between curve evaluations (0: per task)")
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--final-episodes", type=int, default=10)
     parser.add_argument("--eval-envs", type=int, default=5, help="parallel eval envs (divides both episode counts)")
-    parser.add_argument("--results-dir", type=Path, default=None)
-    parser.add_argument("--force", action="store_true", help="rerun even if the result exists")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder of the record (default data/, or results_smoke/: see --n-timesteps)",
+    )
+    parser.add_argument("--force", action="store_true", help="rerun even if the run is recorded, and replace its row")
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override entries of the hyperparameters (a sweep)"
     )
-    parser.add_argument("--tag", default="", help="sweep name: results go to sweeps/<tag>/ (required with --set)")
+    parser.add_argument(
+        "--tag", default="", help="sweep variant: the record goes to data/sweep_runs.csv (required with --set)"
+    )
     args = parser.parse_args(argv)
     if args.set and not args.tag:
-        parser.error("--set changes the hyperparameters: give the variant a --tag (results go to sweeps/<tag>/)")
-    if args.results_dir is None:
-        if args.tag:
-            args.results_dir = SWEEPS_DIR / args.tag
-        else:
-            args.results_dir = SMOKE_RESULTS_DIR if args.n_timesteps > 0 else RESULTS_DIR
-    args.results_dir = args.results_dir.resolve()
+        parser.error("--set changes the hyperparameters: give the variant a --tag (the record goes to data/sweep_runs.csv)")
+    if args.data_dir is None:
+        args.data_dir = SMOKE_DIR if args.n_timesteps > 0 and not args.tag else DATA_DIR
+    args.data_dir = args.data_dir.resolve()
     return args
 
 

@@ -11,10 +11,14 @@ Each variant in ``sweeps.yml`` names a task, the seeds, an optional step budget 
 changes in the task's ``hyperparams/trpo_plus.yml`` entry (``set:``; values as in the Zoo's files, so
 ``policy_kwargs`` is a string); ``algo: sb3_contrib_trpo`` runs sb3-contrib's TRPO on the Zoo's ``trpo.yml``
 entry instead, for side-by-side checks. Every run is one ``run.py --tag <variant> --set ...`` subprocess with one
-torch thread; results go to ``sweeps/<variant>/<algo>/<env>/seed<k>.json`` (skipped when present, so
-sweeps resume). Tuning uses seeds 100+ so that the benchmark's seeds (0-9 classic control, 0-4 MuJoCo: ``run.seeds_for``)
-stay out of the tuning. Two ``sweep.py run`` processes may work through the same variants (one per core): a run in progress is
-claimed by a file in ``runs/sweeps/`` holding its process id, and the other process skips it.
+torch thread; its record goes to ``data/sweep_runs.csv`` (one row, its ``run`` id
+``sweeps/<variant>/<algo>/<env>/seed<k>``) and its learning curve to ``data/curves.csv.gz`` (``store.py``); a
+run whose row exists is skipped, so sweeps resume. Tuning uses seeds 100+ so that the benchmark's seeds (0-9
+classic control, 0-4 MuJoCo: ``run.seeds_for``) stay out of the tuning. Two ``sweep.py run`` processes may work
+through the same variants (one per core): a run in progress is claimed by a file in ``runs/sweeps/`` holding its
+process id, and the other process skips it; the two append their rows under a file lock. With ``--commit``,
+``sweep.py run`` commits the record and ``sweeps/`` (the report) in batches: after every ``--commit-every`` (10)
+finished runs of this process and once when it ends.
 
 ``compare REF VARIANT...`` pairs each variant's final returns with the reference's, seed by seed (the same
 seed gives the same evaluation start states, whatever the settings), and prints the mean difference, on how
@@ -29,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import subprocess
 import sys
@@ -39,24 +42,27 @@ from typing import Any
 
 import numpy as np
 import yaml
-from report import load_run, plot_groups
-from run import ALGOS, SWEEPS_DIR, jsonable, parse_overrides, resolve_hyperparams, result_paths, scratch_dir
-from run_queue import now
+from report import plot_groups
+from run import ALGOS, SWEEPS_DIR, jsonable, parse_overrides, resolve_hyperparams, scratch_dir
+from run_queue import Batches, now
+from store import CURVES, DATA_DIR, SWEEP_TABLE, Store, run_id
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SPEC = HERE / "sweeps.yml"
 LOGS = HERE / "logs" / "sweeps"
 ALGO = "trpo_plus"  # unless a variant names another (``algo:``)
+STORE = Store(DATA_DIR, SWEEP_TABLE)
+COMMITTED = [f"data/{SWEEP_TABLE}", f"data/{CURVES}", "sweeps"]  # what ``run --commit`` commits
 
 
 def algo_of(variant: dict[str, Any]) -> str:
     return str(variant.get("algo", ALGO))
 
 
-def result_json(name: str, variant: dict[str, Any], seed: int) -> Path:
-    """The run's result JSON (its "done" marker) under ``sweeps/<variant>/``."""
-    return result_paths(SWEEPS_DIR / name, algo_of(variant), variant["env"], seed)[0]
+def run_name(name: str, variant: dict[str, Any], seed: int) -> str:
+    """The run's id in ``data/sweep_runs.csv``: ``sweeps/<variant>/<algo>/<env>/seed<k>``."""
+    return run_id(algo_of(variant), variant["env"], seed, name)
 
 
 def load_spec() -> dict[str, dict[str, Any]]:
@@ -133,10 +139,11 @@ def setting_drift(name: str, variant: dict[str, Any]) -> dict[str, tuple[Any, An
     out (a variant's budget is passed on the command line, not through the entry); values are compared as
     :func:`comparable` spells them, and reported as written."""
     planned = planned_hyperparams(variant)
+    finished = {record["run"]: record for record in STORE.records()}
     for seed in variant["seeds"]:
-        path = result_json(name, variant, seed)
-        if path.exists():
-            recorded = json.loads(path.read_text()).get("hyperparams", {})
+        record = finished.get(run_name(name, variant, seed))
+        if record is not None:
+            recorded = record.get("hyperparams", {})
             return {
                 key: (recorded.get(key), planned.get(key))
                 for key in sorted((set(recorded) | set(planned)) - {"n_timesteps"})
@@ -175,13 +182,12 @@ def require_known(spec: dict[str, dict[str, Any]], names: list[str]) -> None:
         raise SystemExit(f"unknown variants {unknown}; sweeps.yml has {sorted(spec)}")
 
 
-def run(names: list[str], match: str, commit: bool) -> None:
+def run(names: list[str], match: str, commit: bool, commit_every: int = 10) -> None:
     spec = load_spec()
     require_known(spec, names)
     chosen = names or [n for n in spec if match and match in n]
-    todo = [
-        (name, seed) for name in chosen for seed in spec[name]["seeds"] if not result_json(name, spec[name], seed).exists()
-    ]
+    done = STORE.done()
+    todo = [(name, seed) for name in chosen for seed in spec[name]["seeds"] if run_name(name, spec[name], seed) not in done]
     for name in dict.fromkeys(name for name, _ in todo):
         drift = setting_drift(name, spec[name])
         if drift:
@@ -193,35 +199,41 @@ def run(names: list[str], match: str, commit: bool) -> None:
     print(f"[{now()}] {len(todo)} sweep runs to do: {todo}", flush=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    for name, seed in todo:
-        variant = spec[name]
-        if result_json(name, variant, seed).exists() or not claim(name, variant, seed):
-            continue  # done or running in another process
-        log = LOGS / f"{name}_seed{seed}.log"
-        print(f"[{now()}] start {name} seed{seed}", flush=True)
-        t0 = time.perf_counter()
-        try:
-            with open(log, "w") as f:
-                rc = subprocess.call(command(name, variant, seed), cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=child_env)
-        finally:
-            claim_path(name, variant, seed).unlink(missing_ok=True)
-        print(f"[{now()}] end {name} seed{seed}: rc={rc} in {time.perf_counter() - t0:.0f}s", flush=True)
-        if rc == 0:
-            report()
-            if commit:
-                from run_queue import commit as git_commit
+    batches = Batches(commit, commit_every, "sweep", COMMITTED)
+    try:
+        for name, seed in todo:
+            variant = spec[name]
+            if not claim(name, variant, seed):
+                continue  # running in another process
+            if run_name(name, variant, seed) in STORE.done():  # finished by another process meanwhile
+                claim_path(name, variant, seed).unlink(missing_ok=True)
+                continue
+            log = LOGS / f"{name}_seed{seed}.log"
+            print(f"[{now()}] start {name} seed{seed}", flush=True)
+            t0 = time.perf_counter()
+            try:
+                with open(log, "w") as f:
+                    cmd = command(name, variant, seed)
+                    rc = subprocess.call(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=child_env)
+            finally:
+                claim_path(name, variant, seed).unlink(missing_ok=True)
+            print(f"[{now()}] end {name} seed{seed}: rc={rc} in {time.perf_counter() - t0:.0f}s", flush=True)
+            if rc == 0:
+                report()
+                batches.finished(f"{name} seed{seed}")
+    finally:
+        batches.flush()
 
-                git_commit(f"sweep {name} seed{seed}", paths=["sweeps"])
 
-
-def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
+def _row(name: str, variant: dict[str, Any], runs: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """A variant's summary from its finished runs (``runs``: the sweep table's records with curves, by id)."""
     finals, cpu, curves = [], [], []
     seeds_done = []
     for seed in variant["seeds"]:
-        json_path = result_json(name, variant, seed)
-        if not json_path.exists():
+        found = runs.get(run_name(name, variant, seed))
+        if found is None:
             continue
-        result = load_run(json_path)
+        result = found
         seeds_done.append(seed)
         finals.append(result["final_eval"]["mean"])
         cpu.append(result.get("cpu_time_s", float("nan")) / 60)
@@ -247,11 +259,12 @@ def _row(name: str, variant: dict[str, Any]) -> dict[str, Any] | None:
 
 def report() -> None:
     spec = load_spec()
-    rows = [row for name, variant in spec.items() if (row := _row(name, variant)) is not None]
+    runs = {record["run"]: record for record in STORE.load()}
+    rows = [row for name, variant in spec.items() if (row := _row(name, variant, runs)) is not None]
     lines = [
         "# TRPOPlus hyperparameter sweeps",
         "",
-        "Generated by `python benchmarks/learning/sweep.py report` from `sweeps/<variant>/` (variants defined in "
+        "Generated by `python benchmarks/learning/sweep.py report` from `data/sweep_runs.csv` (variants defined in "
         "`sweeps.yml`; run with `python benchmarks/learning/sweep.py run <variant> ...`). Each run: the Zoo env "
         "stack and this repository's `hyperparams/trpo_plus.yml` entry for the task, with the variant's `set` "
         "entries changed; one torch thread; tuning seeds 100+ (the benchmark's seeds, 0-9 classic control "
@@ -284,7 +297,7 @@ def report() -> None:
     out = SWEEPS_DIR / "SWEEPS.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines))
-    print(f"wrote {out.relative_to(REPO)} ({len(rows)} variants)", flush=True)
+    print(f"wrote {os.path.relpath(out, REPO)} ({len(rows)} variants)", flush=True)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -310,9 +323,10 @@ def paired(reference: dict[int, float], variant: dict[int, float]) -> dict[str, 
 def compare(reference: str, names: list[str], seeds: list[int] | None) -> None:
     spec = load_spec()
     require_known(spec, [reference, *names])
+    runs = {record["run"]: record for record in STORE.load()}
 
     def finals(name: str) -> dict[int, float]:
-        row = _row(name, spec[name]) or {"seeds": [], "finals": []}
+        row = _row(name, spec[name], runs) or {"seeds": [], "finals": []}
         by_seed = dict(zip(row["seeds"], row["finals"], strict=True))
         return {s: f for s, f in by_seed.items() if seeds is None or s in seeds}
 
@@ -334,7 +348,8 @@ def main() -> None:
     run_parser = sub.add_parser("run", help="run the missing seeds of the named variants, then report")
     run_parser.add_argument("names", nargs="*")
     run_parser.add_argument("--match", default="", help="every variant whose name contains this")
-    run_parser.add_argument("--commit", action="store_true", help="git commit sweeps/ after each finished run")
+    run_parser.add_argument("--commit", action="store_true", help="git commit the record and sweeps/ in batches of runs")
+    run_parser.add_argument("--commit-every", type=int, default=10, help="finished runs per commit (and one at the end)")
     sub.add_parser("report", help="write sweeps/SWEEPS.md")
     compare_parser = sub.add_parser("compare", help="pair variants' final returns with a reference's, seed by seed")
     compare_parser.add_argument("reference")
@@ -344,7 +359,7 @@ def main() -> None:
     if args.cmd == "run":
         if not args.names and not args.match:
             parser.error("name variants or give --match")
-        run(args.names, args.match, args.commit)
+        run(args.names, args.match, args.commit, args.commit_every)
     elif args.cmd == "compare":
         compare(args.reference, args.names, args.seeds)
     else:

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/learning/update_stats.py sweeps/ant-nocfrc-pi256/trpo_plus/Ant-v5/seed100.json
-    python benchmarks/learning/update_stats.py <run.json> --updates 6 --set cg_damping=0.08
+    python benchmarks/learning/update_stats.py sweeps/ant-nocfrc-pi256/trpo_plus/Ant-v5/seed100
+    python benchmarks/learning/update_stats.py <run id> --updates 6 --set cg_damping=0.08
 
 Loads a TRPOPlus run's final model and VecNormalize statistics (as ``eval_spread.py`` does: the run's env stack,
 with its entry's wrapper), trains it on for ``--updates`` more updates on ``n_envs`` fresh envs, and prints
@@ -16,11 +16,10 @@ updates. Nothing is saved.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from eval_spread import run_env, saved_model
 from run import parse_overrides
+from store import find_run
 
 KEYS = [
     "train/kl",
@@ -34,7 +33,7 @@ KEYS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="result JSON of a finished TRPOPlus run")
+    parser.add_argument("run", help="id of a finished TRPOPlus run (results/trpo_plus/<env>/seed<k>, sweeps/...)")
     parser.add_argument("--updates", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0, help="seed of the fresh training envs")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="arguments to change after loading")
@@ -46,7 +45,7 @@ def main() -> None:
     from sb3_trpo_plus import TRPOPlus
 
     th.set_num_threads(1)
-    result = json.loads(args.run.read_text())
+    result = find_run(args.run)
     if result["algo"] != "trpo_plus":
         raise SystemExit(f"{args.run}: a {result['algo']} run; this script continues TRPOPlus runs only")
     model_path, stats_path = saved_model(result)
