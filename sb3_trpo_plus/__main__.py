@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
+import inspect
 import time
 from typing import Any, NamedTuple
 
@@ -28,10 +30,9 @@ class Preset(NamedTuple):
     normalize_reward: bool = False
 
 
-#: env id -> settings. CartPole-v1: the RL Zoo's TRPO entry. Pendulum-v1: the tuned entry of
-#: hyperparams/trpo_plus.yml (gamma 0.98 instead of the Zoo's 0.9, which caps the score), with rewards
-#: normalized but not observations (the YAML normalizes both; on tuning seeds 100-104 rewards only gave
-#: -154.8, both -150.4), so that the saved model acts on raw observations and needs no statistics.
+#: env id -> settings. CartPole-v1: the RL Zoo's TRPO entry. Pendulum-v1: the entry of hyperparams/trpo_plus.yml
+#: with rewards normalized but not observations (the YAML normalizes both, which scored about the same: see
+#: benchmarks/learning/TUNING.md), so that the saved model acts on raw observations and needs no statistics.
 PRESETS: dict[str, Preset] = {
     "Pendulum-v1": Preset(
         100_000,
@@ -61,14 +62,43 @@ def parse_hyperparams(items: list[str]) -> dict[str, Any]:
     return result
 
 
+#: TRPOPlus arguments that ``--hyperparams`` may set (the command line sets the policy, env and seed itself).
+CLI_SET_ARGUMENTS = frozenset({"self", "policy", "env", "seed", "_init_setup_model"})
+
+
+def check_hyperparam_names(hyperparams: dict[str, Any]) -> str | None:
+    """
+    Say what is wrong with the names of ``--hyperparams``, or return ``None`` when every name is a TRPOPlus argument.
+
+    :param hyperparams: the parsed ``--hyperparams``
+    :return: an error message naming the first bad key (with the closest known names), or ``None``
+    """
+    known = sorted(set(inspect.signature(TRPOPlus.__init__).parameters) - CLI_SET_ARGUMENTS)
+    for key in hyperparams:
+        if key in CLI_SET_ARGUMENTS:
+            return f"--hyperparams: {key!r} is set by the command line itself (use --env, --seed)"
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
+            return f"--hyperparams: unknown TRPOPlus argument {key!r}{hint} Known: {', '.join(known)}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> TRPOPlus:
     """Train, save and evaluate as the command line says; returns the trained model."""
     parser = argparse.ArgumentParser(prog="python -m sb3_trpo_plus", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Pendulum-v1", help="Gymnasium env id (default: Pendulum-v1)")
     parser.add_argument("--timesteps", type=int, default=None, help="training steps (default: per-env preset, or 100000)")
     parser.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: per-env preset, or 1)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of training (the evaluation env uses seed + 1000; default: 0)"
+    )
+    parser.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=10,
+        help="deterministic episodes evaluated before and after training (default: 10)",
+    )
     parser.add_argument("--save-path", default=None, help="where to save the model (default: trpo_plus_<env>.zip)")
     parser.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="TRPOPlus arguments")
     parser.add_argument(
@@ -88,14 +118,23 @@ def main(argv: list[str] | None = None) -> TRPOPlus:
     timesteps = args.timesteps if args.timesteps is not None else preset.timesteps
     n_envs = args.n_envs if args.n_envs is not None else preset.n_envs
     normalize_reward = args.normalize_reward if args.normalize_reward is not None else preset.normalize_reward
-    hyperparams = {**preset.hyperparams, **parse_hyperparams(args.hyperparams)}
+    custom = parse_hyperparams(args.hyperparams)
+    problem = check_hyperparam_names(custom)
+    if problem is not None:
+        parser.error(problem)
+    hyperparams = {**preset.hyperparams, **custom}
     save_path = args.save_path or f"trpo_plus_{args.env}.zip"
 
     env: VecEnv = make_vec_env(args.env, n_envs=n_envs, seed=args.seed)
     if normalize_reward:  # training rewards only: the policy sees raw observations, and so does any user of it
         env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=hyperparams.get("gamma", 0.99))
     eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed + 1000)
-    model = TRPOPlus("MlpPolicy", env, seed=args.seed, **hyperparams)
+    try:
+        model = TRPOPlus("MlpPolicy", env, seed=args.seed, **hyperparams)
+    except ValueError as error:  # an argument out of range: TRPOPlus's message names it
+        env.close()
+        eval_env.close()
+        parser.error(str(error))
     before_mean, before_std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
 
     rewards = ", rewards normalized" if normalize_reward else ""

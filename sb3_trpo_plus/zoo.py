@@ -112,7 +112,8 @@ def sample_trpo_plus_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
 
     ``target_kl`` is sampled in TRPOPlus's unit, the KL of the whole action distribution: its range is the Zoo's
     TRPO range (0.001 to 0.1 per action dimension) times the number of action dimensions (``n_actions``,
-    0 for non-Box spaces, where the two units agree).
+    0 for non-Box spaces, where the two units agree). Only arguments of the exact TRPO step are sampled:
+    ``fisher_sub_sampling`` and ``sub_sampling_factor`` (which approximate it to save time) stay at 1.
 
     :param trial: the Optuna trial
     :param n_actions: action dimensions of a Box action space, else 0 (computed by the Zoo)
@@ -133,7 +134,6 @@ def sample_trpo_plus_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
         "cg_damping": trial.suggest_float("cg_damping", 1e-3, 0.5, log=True),
         "line_search_shrinking_factor": trial.suggest_categorical("line_search_shrinking_factor", [0.5, 0.6, 0.7, 0.8, 0.9]),
         "line_search_max_iter": trial.suggest_int("line_search_max_iter", 5, 20),
-        "fisher_sub_sampling": trial.suggest_categorical("fisher_sub_sampling", [1, 2, 4]),
         "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.01, log=True),  # PPO's Zoo range, capped at 0.01
         "net_arch": trial.suggest_categorical("net_arch", ["small", "medium"]),
         "activation_fn": trial.suggest_categorical("activation_fn", ["tanh", "relu"]),
@@ -166,7 +166,7 @@ def _is_linear_schedule(value: str) -> bool:
         return False
 
 
-def check_hyperparams(hyperparams: dict[str, Any], where: str = "") -> None:
+def check_hyperparams(hyperparams: dict[str, Any], where: str = "", sources: dict[str, str] | None = None) -> None:
     """
     Check a Zoo hyperparameter entry for ``trpo_plus`` before anything is built.
 
@@ -176,16 +176,18 @@ def check_hyperparams(hyperparams: dict[str, Any], where: str = "") -> None:
 
     :param hyperparams: the entry, after the Zoo merged ``--hyperparams`` and ``--trial-id`` into it
     :param where: where the entry comes from, for the message
+    :param sources: where single keys come from instead of ``where`` (e.g. ``--hyperparams`` on the command line)
     """
     defaults = _constructor_defaults()
     known = set(defaults) | ZOO_KEYS
-    suffix = f" ({where})" if where else ""
     for key, value in hyperparams.items():
+        source = (sources or {}).get(key, where)
+        suffix = f" ({source})" if source else ""
         if key not in known:
             if key in ZOO_SET_ARGUMENTS:
                 raise ValueError(f"Invalid hyperparameter {key!r} for {ALGO_NAME}{suffix}: the RL Zoo sets it itself")
             close = difflib.get_close_matches(key, sorted(known), n=3)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
             raise ValueError(
                 f"Unknown hyperparameter {key!r} for {ALGO_NAME}{suffix}{hint} "
                 f"Known: TRPOPlus arguments {sorted(defaults)} and RL Zoo keys {sorted(ZOO_KEYS)}"
@@ -252,7 +254,12 @@ def _patch_experiment_manager(exp_manager: ModuleType) -> None:
     def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         hyperparams, saved_hyperparams = original_read(self)
         if self.algo == ALGO_NAME:
-            check_hyperparams(hyperparams, f"env {self.env_name.gym_id}, hyperparameters from {self.config}")
+            env = f"env {self.env_name.gym_id}"
+            where = f"{env}, hyperparameters from {self.config}"
+            if self.storage and self.study_name and self.trial_id:
+                where += f" or trial {self.trial_id} of Optuna study {self.study_name!r}"
+            command_line = f"{env}, --hyperparams on the command line"
+            check_hyperparams(hyperparams, where, dict.fromkeys(self.custom_hyperparams or {}, command_line))
             make_schedules(hyperparams)  # the saved copy keeps the string, for config.yml
         return hyperparams, saved_hyperparams
 

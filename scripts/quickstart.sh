@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up a virtual environment in .venv, install sb3-trpo-plus, and train TRPOPlus on Pendulum-v1
-# (about two minutes on 2 cores) with a progress bar; ends with a saved model and its evaluation.
+# Set up a virtual environment in .venv, install sb3-trpo-plus, and train TRPOPlus on Pendulum-v1 with a
+# progress bar; ends with a saved model, the training time and the evaluation before and after training.
 # Extra arguments go to `python -m sb3_trpo_plus`, e.g.: bash scripts/quickstart.sh --env CartPole-v1
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,29 @@ def test_pendulum_preset_normalizes_training_rewards_only(
     raw_obs = loaded.observation_space.sample()
     action, _ = loaded.predict(raw_obs, deterministic=True)
     assert action.shape == (1,)
+
+
+@pytest.mark.parametrize(
+    ("hyperparams", "message"),
+    [
+        (["target_kll=0.1"], r"unknown TRPOPlus argument 'target_kll'; did you mean 'target_kl'\?"),
+        (["n_critic_updates=2", "zzz=1"], r"unknown TRPOPlus argument 'zzz'\. Known: batch_size, "),
+        (["seed=3"], r"'seed' is set by the command line itself"),
+        (["target_kl=0"], r"Invalid target_kl=0: expected 0\.0 < target_kl"),
+    ],
+)
+def test_bad_hyperparams_end_in_a_usage_error(
+    hyperparams: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo or a bad value in ``--hyperparams`` ends in argparse's error (exit code 2) naming it, not a traceback."""
+    threads = th.get_num_threads()
+    argv = ["--env", "CartPole-v1", "--timesteps", "64", "--no-progress-bar", "--save-path", str(tmp_path / "m.zip")]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--hyperparams", *hyperparams])
+    finally:
+        th.set_num_threads(threads)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert not (tmp_path / "m.zip").exists()

@@ -156,7 +156,7 @@ def test_two_workers_share_one_study(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     trials = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
     assert len(trials) == 4
-    assert {"target_kl", "cg_damping", "line_search_max_iter", "fisher_sub_sampling", "ent_coef"} <= set(trials[0].params)
+    assert {"target_kl", "cg_damping", "line_search_max_iter", "ent_coef"} <= set(trials[0].params)
 
     # --trial-id loads a trial's values through our converter
     monkeypatch.chdir(tmp_path)
@@ -168,6 +168,17 @@ def test_two_workers_share_one_study(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     config = (tmp_path / "replay" / "trpo_plus" / "CartPole-v1_1" / "CartPole-v1" / "config.yml").read_text()
     assert f"- target_kl\n    - {study.trials[1].params['target_kl']}\n" in config
+
+
+def test_sampler_keeps_the_exact_step() -> None:
+    """The sampler tunes the exact TRPO step: nothing that sub-samples it, and the KL bound in TRPOPlus's joint unit."""
+    from sb3_trpo_plus.zoo import sample_trpo_plus_params
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        params = sample_trpo_plus_params(study.ask(), n_actions=6, n_envs=2, additional_args={})
+        assert "fisher_sub_sampling" not in params and "sub_sampling_factor" not in params
+        assert 0.006 <= params["target_kl"] <= 0.6
 
 
 # --------------------------------------------------------------------------- defaults and bad input
@@ -211,6 +222,16 @@ def test_bad_hyperparameter_names_the_key(entry: str, message: str, tmp_path: Pa
     with pytest.raises(ValueError, match=message) as error:
         zoo_main(monkeypatch, "train", *args)
     assert str(conf) in str(error.value)  # and says which file
+
+
+def test_bad_command_line_hyperparameter_names_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo given with ``--hyperparams`` is reported as coming from the command line, not from the YAML file."""
+    args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path), *TINY]
+    source = r" for trpo_plus \(env CartPole-v1, --hyperparams on the command line\)"
+    with pytest.raises(ValueError, match=r"'target_kll'" + source + r"; did you mean 'target_kl'\?"):
+        zoo_main(monkeypatch, "train", *args, "--hyperparams", "target_kll:0.01")
+    with pytest.raises(ValueError, match=r"n_steps='many'" + source):
+        zoo_main(monkeypatch, "train", *args, "--hyperparams", "n_critic_updates:2", "n_steps:'many'")
 
 
 def test_target_kl_lin_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
