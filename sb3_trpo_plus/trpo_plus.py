@@ -2,7 +2,8 @@
 
 This module only wires the pure functions of :mod:`sb3_trpo_plus.natural_gradient` and
 :mod:`sb3_trpo_plus.fisher` to SB3's ``OnPolicyAlgorithm``: ``train()`` reads as
-policy step -> critic step -> log.
+policy step -> critic step -> log. The closed forms for SB3's MLP heads live in :mod:`sb3_trpo_plus.fast_paths`,
+behind the ``fast_paths`` argument and one guard (:func:`sb3_trpo_plus.fast_paths.supports`).
 """
 
 from __future__ import annotations
@@ -293,6 +294,9 @@ class TRPOPlus(OnPolicyAlgorithm):
         super()._setup_model()
         if self.fast_paths:
             fast_paths.use_fused_adam(self.policy, self.policy_kwargs.get("optimizer_kwargs") or {})
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_fast_paths_reasons"]
 
     # ------------------------------------------------------------------ helpers
     def _current_target_kl(self) -> float:

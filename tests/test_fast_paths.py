@@ -497,3 +497,13 @@ def test_kl_divergence_loss_is_sb3_contribs_quantity() -> None:
         assert logged["train/kl_divergence_loss"] == pytest.approx(kl_divergence(new, old).mean().item(), rel=1e-5)
         assert logged["train/kl"] == pytest.approx(joint_kl(old, new).mean().item(), rel=1e-4)
     assert logged["train/kl"] != pytest.approx(logged["train/kl_divergence_loss"], rel=1e-3)
+
+
+def test_switches_are_saved_with_the_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, fast_paths=False, torch_threads=None)
+    model.learn(64)
+    model.save(tmp_path / "model")
+    loaded = TRPOPlus.load(tmp_path / "model", env=model.get_env())
+    assert (loaded.fast_paths, loaded.torch_threads) == (False, None)
+    assert not loaded.policy.optimizer.param_groups[0].get("fused")
+    loaded.learn(64, reset_num_timesteps=False)
