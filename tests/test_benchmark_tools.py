@@ -478,3 +478,29 @@ def test_the_readme_results_table_is_the_one_the_record_gives() -> None:
     assert start in text and end in text
     block = text.split(start, 1)[1].split(end, 1)[0]
     assert block.splitlines() == report.results_table(runs, report.report_envs(runs))
+
+
+def test_speed_runs_combine_as_median_with_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_speed.py --runs N: each figure the median over runs, the speedup with its [min, max]; --readme rewrites
+    only its block."""
+    sys.path.insert(0, str(LEARNING.parent / "speed"))
+    import bench_speed
+
+    first = {"benchmark": "step", "case": "N2048_64x64", "algo": "trpo_plus", "n_reps": 15}
+    runs = [[{**first, "median_s": t, "speedup_vs_sb3": r}] for t, r in ((0.03, 3.4), (0.04, 2.6), (0.05, 3.0))]
+    (row,) = bench_speed.combine_runs(runs)
+    assert (row["median_s"], row["speedup_vs_sb3"], row["speedup_min"], row["speedup_max"], row["n_runs"]) == (
+        0.04,
+        3.0,
+        2.6,
+        3.4,
+        3,
+    )
+    assert bench_speed._ratio(row) == "3.00x [2.60, 3.40]"
+    readme = tmp_path / "README.md"
+    readme.write_text("top\n<!-- speed-table -->\nold\n<!-- /speed-table -->\nbottom\n")
+    monkeypatch.setattr(bench_speed, "REPO", tmp_path)
+    bench_speed.replace_readme_block("speed-table", ["new"])
+    assert readme.read_text() == "top\n<!-- speed-table -->\nnew\n<!-- /speed-table -->\nbottom\n"
+    with pytest.raises(SystemExit, match="no <!-- threads-table -->"):
+        bench_speed.replace_readme_block("threads-table", ["x"])

@@ -15,7 +15,8 @@ Sub-benchmarks (all run by default; pick some with ``--only``):
             stepped with random actions (the floor).
 ``threads`` ``learn()`` as in ``e2e`` but with torch's default thread count, as a new user runs it: sb3-contrib,
             TRPOPlus with ``torch_threads=None`` (torch's count) and TRPOPlus's default (``"auto"``: 1 thread for
-            MLP policies). ``--busy`` adds one CPU-bound process beside it (a busy machine). Not in the default set.
+            MLP policies), as found and with one CPU-bound process beside it (a busy machine); appended to
+            ``threads.csv``. Not in the default set.
 ``memory``  peak resident memory of the large step case (N=16384, 256x256), each algorithm in a fresh
             subprocess: the peak during one step (``VmHWM``, reset after setup) minus the resident memory after setup.
 ``--fisher-sub-sampling K`` (default 5; 0 disables) adds TRPOPlus(fisher_sub_sampling=K) to ``step`` and ``train``.
@@ -33,7 +34,7 @@ Usage::
 
     python benchmarks/speed/bench_speed.py                  # everything (~3 min on 2 cores)
     python benchmarks/speed/bench_speed.py --runs 3 --readme  # three full runs: min/median/max ratios, README table
-    python benchmarks/speed/bench_speed.py --only threads --no-write [--busy]   # the default thread count
+    python benchmarks/speed/bench_speed.py --only threads --readme   # the default thread count, idle and busy
     python benchmarks/speed/bench_speed.py --only step,train --reps 15
     python benchmarks/speed/bench_speed.py --profile        # where TRPOPlus's time goes (no results written)
     python benchmarks/speed/bench_speed.py --code-ref HEAD  # the committed TRPOPlus, not the working tree's
@@ -982,16 +983,21 @@ README_LABELS = {
 }
 
 
-def write_readme_table(rows: list[dict[str, Any]], info: dict[str, str], command: str) -> None:
-    """Rewrite the README's ``<!-- speed-table -->`` block with TRPOPlus's ratios from ``rows``."""
+def replace_readme_block(name: str, lines: list[str]) -> None:
+    """Replace the README's ``<!-- name -->`` ... ``<!-- /name -->`` block by ``lines``."""
     readme = REPO / "README.md"
     text = readme.read_text()
-    start, end = "<!-- speed-table -->", "<!-- /speed-table -->"
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     if start not in text or end not in text:
         raise SystemExit(f"{readme} has no {start} ... {end} block to rewrite")
+    before, rest = text.split(start, 1)
+    readme.write_text(before + "\n".join([start, *lines, end]) + rest.split(end, 1)[1])
+
+
+def write_readme_table(rows: list[dict[str, Any]], info: dict[str, str], command: str) -> None:
+    """Rewrite the README's ``<!-- speed-table -->`` block with TRPOPlus's ratios from ``rows``."""
     runs = max(int(row.get("n_runs", 1)) for row in rows)
     lines = [
-        start,
         f"Speedup = sb3-contrib's time / TRPOPlus's, both computing the same update (`target_kl` and `cg_damping` "
         f"converted), one torch thread, {'median [min, max] over ' + str(runs) + ' full runs' if runs > 1 else 'one run'} "
         f"of `{command}` on a {info['cores']}-core {info['cpu']} (details: "
@@ -1018,9 +1024,25 @@ def write_readme_table(rows: list[dict[str, Any]], info: dict[str, str], command
             f"| peak memory of the large step | {sb3_memory['peak_rss_above_baseline_mb']:.0f} MB | "
             f"{memory['peak_rss_above_baseline_mb']:.0f} MB | {_ratio(memory, 'memory_ratio_vs_sb3')} less |"
         )
-    lines.append(end)
-    before, rest = text.split(start, 1)
-    readme.write_text(before + "\n".join(lines) + rest.split(end, 1)[1])
+    replace_readme_block("speed-table", lines)
+
+
+def write_readme_threads(rows: list[dict[str, Any]], command: str) -> None:
+    """Rewrite the README's ``<!-- threads-table -->`` block with steps/s at torch's default thread count."""
+    lines = [
+        f"`learn()` on HalfCheetah-v5 (Zoo settings) at torch's default thread count ({DEFAULT_THREADS} here), "
+        f"steps/s (median of {rows[0]['n_reps']}), from `{command}`:",
+        "",
+        '| machine | sb3-contrib | TRPOPlus, `torch_threads=None` | TRPOPlus (default, `"auto"`) |',
+        "|---|---:|---:|---:|",
+    ]
+    for busy in (False, True):
+        by_algo = {row["algo"]: row for row in rows if row["busy"] == busy}
+        if len(by_algo) == len(THREAD_ALGOS):
+            cells = [f"{by_algo[algo]['steps_per_s']:.0f}" for algo in THREAD_ALGOS]
+            label = "one CPU-bound process beside it" if busy else "as found"
+            lines.append(f"| {label} | {' | '.join(cells)} |")
+    replace_readme_block("threads-table", lines)
 
 
 def plot(rows: list[dict]) -> None:
@@ -1082,7 +1104,7 @@ def main() -> int:
     parser.add_argument("--replot", action="store_true", help="redraw speedup.png from results.csv and exit")
     parser.add_argument("--runs", type=int, default=1, help="full runs of the timings; ratios as median [min, max]")
     parser.add_argument("--readme", action="store_true", help="also rewrite the README's speed-table block")
-    parser.add_argument("--busy", action="store_true", help="threads: one CPU-bound process runs beside it")
+    parser.add_argument("--threads-steps", type=int, default=4096, help="threads: environment steps per learn()")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replot:
@@ -1148,9 +1170,15 @@ def main() -> int:
         for row in rows:
             if row["algo"] != SB3:
                 log(f"  over {args.runs} runs: {row['benchmark']:6s} {row['case']:32s} {row['algo']:18s} {_ratio(row)}")
+    thread_rows = []
     if "threads" in only:
         log(f"default thread count ({DEFAULT_THREADS} threads; learn() on HalfCheetah-v5):")
-        bench_threads(args.e2e_steps, args.e2e_reps, args.busy, log)
+        for busy in (False, True):
+            thread_rows += bench_threads(args.threads_steps, args.e2e_reps, busy, log)
+        if args.readme:
+            command = "python benchmarks/speed/bench_speed.py" + "".join(f" {arg}" for arg in sys.argv[1:])
+            write_readme_threads(thread_rows, command)
+            log("rewrote the README's threads-table block")
     elapsed = time.perf_counter() - started
     if not args.no_write and rows:
         command = "python benchmarks/speed/bench_speed.py" + "".join(f" {arg}" for arg in sys.argv[1:])
