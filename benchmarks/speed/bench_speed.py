@@ -451,9 +451,20 @@ def e2e_kwargs() -> dict[str, Any]:
     }
 
 
+def timed_learn(algo: str, env, rep: int, steps: int) -> tuple[float, dict[str, Any]]:
+    """Seconds ``learn(steps)`` of ``algo`` (``e2e`` settings, seed ``rep``) takes on ``env``, and its last logs."""
+    from stable_baselines3.common.logger import Logger
+
+    model = make_model(algo, env, dict(e2e_kwargs(), seed=rep), TARGET_KL_PER_DIM["train"])
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    gc.collect()
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    return time.perf_counter() - start, model.logger.name_to_value.copy()
+
+
 def bench_e2e(steps: int, reps: int, log: Callable) -> list[dict[str, Any]]:
     """learn() on HalfCheetah-v5 for both algorithms and the random-action floor, alternating."""
-    from stable_baselines3.common.logger import Logger
 
     def run(contestant: Contestant, rep: int) -> float:
         env = make_halfcheetah_stack(seed=rep)
@@ -466,13 +477,8 @@ def bench_e2e(steps: int, reps: int, log: Callable) -> list[dict[str, Any]]:
                 env.step(rng.uniform(-1.0, 1.0, (env.num_envs, ACT_DIM)).astype(np.float32))
             elapsed = time.perf_counter() - start
         else:
-            model = make_model(contestant.algo, env, dict(e2e_kwargs(), seed=rep), TARGET_KL_PER_DIM["train"])
-            model.set_logger(Logger(folder=None, output_formats=[]))
-            gc.collect()
-            start = time.perf_counter()
-            model.learn(total_timesteps=steps)
-            elapsed = time.perf_counter() - start
-            contestant.model = model.logger.name_to_value.copy()  # last update's diagnostics
+            elapsed, diagnostics = timed_learn(contestant.algo, env, rep, steps)
+            contestant.model = diagnostics  # last update's diagnostics
         env.close()
         return elapsed
 
@@ -517,26 +523,21 @@ def bench_e2e(steps: int, reps: int, log: Callable) -> list[dict[str, Any]]:
 THREAD_ALGOS = (SB3, f"{PLUS}_threadsNone", PLUS)
 
 
-def bench_threads(steps: int, reps: int, busy: bool, log: Callable) -> list[dict[str, Any]]:
+def bench_threads(steps: int, reps: int, busy: bool, log: Callable, write: bool = True) -> list[dict[str, Any]]:
     """
     ``learn()`` on HalfCheetah-v5 (``e2e`` settings) with torch's default thread count (``DEFAULT_THREADS``, as
     torch set it at start), as a user who sets nothing runs it: sb3-contrib, TRPOPlus with ``torch_threads=None``
     and TRPOPlus's default, alternating. With ``busy``, one CPU-bound process runs beside it throughout.
     """
-    from stable_baselines3.common.logger import Logger
 
     def run(contestant: Contestant, rep: int) -> float:
         env = make_halfcheetah_stack(seed=rep)
         th.set_num_threads(DEFAULT_THREADS)
-        model = make_model(contestant.algo, env, dict(e2e_kwargs(), seed=rep), TARGET_KL_PER_DIM["train"])
-        model.set_logger(Logger(folder=None, output_formats=[]))
-        gc.collect()
-        start = time.perf_counter()
-        model.learn(total_timesteps=steps)
-        elapsed = time.perf_counter() - start
-        env.close()
-        th.set_num_threads(1)
-        return elapsed
+        try:
+            return timed_learn(contestant.algo, env, rep, steps)[0]
+        finally:
+            env.close()
+            th.set_num_threads(1)
 
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     _SB3_CG["force"] = 0
@@ -565,6 +566,8 @@ def bench_threads(steps: int, reps: int, busy: bool, log: Callable) -> list[dict
             f"  threads {condition:8s} {row['algo']:22s} median {row['median_s']:.2f} s ({row['steps_per_s']:.0f} steps/s, "
             f"min {row['min_s']:.2f}, max {row['max_s']:.2f}), speedup vs sb3-contrib {row['speedup_vs_sb3']:.2f}x"
         )
+    if not write:
+        return rows
     path = HERE / "threads.csv"
     columns = ["date", "case", "algo", "busy", "torch_default_threads", "steps", "median_s", "min_s", "max_s", "n_reps"]
     columns += ["steps_per_s", "speedup_vs_sb3", "load"]
@@ -1174,8 +1177,8 @@ def main() -> int:
     if "threads" in only:
         log(f"default thread count ({DEFAULT_THREADS} threads; learn() on HalfCheetah-v5):")
         for busy in (False, True):
-            thread_rows += bench_threads(args.threads_steps, args.e2e_reps, busy, log)
-        if args.readme:
+            thread_rows += bench_threads(args.threads_steps, args.e2e_reps, busy, log, write=not args.no_write)
+        if args.readme and not args.no_write:
             command = "python benchmarks/speed/bench_speed.py" + "".join(f" {arg}" for arg in sys.argv[1:])
             write_readme_threads(thread_rows, command)
             log("rewrote the README's threads-table block")
