@@ -174,9 +174,10 @@ def _engine_kwargs(url: sqlalchemy.engine.URL) -> dict[str, Any]:
 
 def _is_creation_race(error: sqlalchemy.exc.DBAPIError) -> bool:
     """Whether ``error`` comes from another worker creating Optuna's tables at the same moment."""
+    reason = str(error.orig).lower()
     if isinstance(error, sqlalchemy.exc.IntegrityError | sqlalchemy.exc.ProgrammingError):
-        return True  # duplicate type/table/alembic_version row (PostgreSQL, MySQL)
-    return "locked" in str(error.orig).lower()  # SQLite: database is locked
+        return "permission denied" not in reason  # duplicate type/table/alembic_version row (PostgreSQL, MySQL)
+    return "locked" in reason or "already exists" in reason  # SQLite: database is locked, table ... already exists
 
 
 def open_storage(
@@ -187,8 +188,8 @@ def open_storage(
     with clear errors (:class:`StorageError`) instead of SQLAlchemy tracebacks, and a heartbeat for databases.
 
     Workers that start together on an empty database race to create Optuna's tables (PostgreSQL: ``duplicate
-    key value ... pg_type``; SQLite: ``database is locked``); the losers wait a moment and try again, up to
-    ``attempts`` times.
+    key value ... pg_type``; SQLite: ``database is locked``, ``table ... already exists``); the losers wait a
+    moment and try again, up to ``attempts`` times.
 
     :param storage: the ``--storage`` value
     :param heartbeat_interval: seconds between heartbeats (``None``: no heartbeat)

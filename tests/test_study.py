@@ -85,18 +85,24 @@ def test_bad_storage_text(storage: str, message: str) -> None:
         open_storage(storage)
 
 
-def test_zoo_worker_reports_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Zoo's own ``-optimize`` path reaches our checks (for trpo_plus): a clear error, no trial started."""
+@pytest.mark.parametrize("algo", ["trpo_plus", "trpo"])
+def test_zoo_worker_reports_storage_error(algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Zoo's own ``-optimize`` path reaches our checks for trpo_plus (a clear error, no trial started), while
+    another algorithm gets the Zoo's and Optuna's behaviour unchanged."""
     import rl_zoo3.train
 
     port = closed_port()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    argv = ["train.py", "--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "64", "-optimize", "--n-trials", "1"]
+    argv = ["train.py", "--algo", algo, "--env", "CartPole-v1", "-n", "64", "-optimize", "--n-trials", "1"]
     argv += ["--storage", f"postgresql://u@127.0.0.1:{port}/optuna", "--study-name", "s", "-f", str(tmp_path / "logs")]
     monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(StorageError, match=r"sb3-trpo-plus\[distributed\]"):
+    with pytest.raises(ImportError if algo == "trpo" else StorageError) as caught:
         rl_zoo3.train.train()
+    if algo == "trpo_plus":
+        assert "sb3-trpo-plus[distributed]" in str(caught.value)
+    else:
+        assert "Failed to import DB access module" in str(caught.value)  # Optuna's own message
 
 
 def test_heartbeat_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,6 +181,23 @@ def test_best_entry_pastes_into_the_yaml(storage_text: str, tmp_path: Path, caps
 
     assert study_module.main(["best", "--storage", storage_text, "--study-name", "nope"]) == 2
     assert "No study 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_fail_stale_marks_dead_workers_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = open_storage(url, heartbeat_interval=1, grace_period=1)
+    study = prepare_study(storage, "s", "trpo_plus", "Pendulum-v1")
+    dead, silent = study.ask(), study.ask()  # a worker that beat once, then died; a trial that never beat
+    storage.record_heartbeat(dead._trial_id)
+    assert storage.get_trial(dead._trial_id).user_attrs[WORKER_ATTR] == study_module.worker_name()
+    time.sleep(2.2)
+    args = ["fail-stale", "--storage", url, "--study-name", "s", "--grace-period", "1"]
+    assert study_module.main(args) == 0
+    assert f"Marked FAIL: [{dead.number}]; still running: [{silent.number}]" in capsys.readouterr().out
+    assert study_module.main([*args, "--all-running"]) == 0
+    assert f"Marked FAIL: [{silent.number}]; still running: none" in capsys.readouterr().out
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
 
 
 # --------------------------------------------------------------------------- a real PostgreSQL server
