@@ -234,6 +234,7 @@ def test_workers_share_a_postgres_study(tmp_path: Path) -> None:
     with postgres.running_server() as server:
         steady = {name: zoo_worker(server.url, name, 2, tmp_path) for name in ("a", "b")}
         victim = zoo_worker(server.url, "c", 4, tmp_path)
+        processes = [*steady.values(), victim]
         try:
             storage = open_storage(server.url)
             deadline = time.monotonic() + 120
@@ -256,12 +257,14 @@ def test_workers_share_a_postgres_study(tmp_path: Path) -> None:
                         victim.send_signal(signal.SIGCONT)
             victim.wait(timeout=30)
             replacement = zoo_worker(server.url, "d", 1, tmp_path)  # "restart the worker": the same command
+            processes.append(replacement)
             for process in [*steady.values(), replacement]:
                 assert process.wait(timeout=240) == 0, process.args
         finally:
-            for process in [*steady.values(), victim]:
+            for process in processes:
                 if process.poll() is None:
                     process.kill()
+                    process.wait()
 
         study = optuna.load_study(study_name="pendulum", storage=open_storage(server.url))
         trials = study.get_trials()
@@ -282,7 +285,7 @@ def test_workers_share_a_postgres_study(tmp_path: Path) -> None:
             assert said == {t.number for t in by_worker[name]}, log[-2000:]
         assert study.user_attrs[STUDY_ATTR]["algo"] == "trpo_plus"
         assert (
-            "pendulum"
+            "Pendulum-v1:"
             in subprocess.run(
                 [sys.executable, "-m", "sb3_trpo_plus.study", "best", "--storage", server.url, "--study-name", "pendulum"],
                 capture_output=True,
