@@ -9,7 +9,8 @@ these Zoo modules has been executed:
 - ``rl_zoo3.hyperparams_opt``: ``HYPERPARAMS_SAMPLER["trpo_plus"]`` and ``HYPERPARAMS_CONVERTER["trpo_plus"]``;
 - ``rl_zoo3.exp_manager``: for ``--algo trpo_plus`` without ``-conf``, ``ExperimentManager`` reads
   :func:`hyperparams_path` (shipped inside the wheel) instead of ``<rl_zoo3>/hyperparams/trpo_plus.yml``,
-  and checks every hyperparameter's name and type before any environment is built.
+  and checks every hyperparameter's name and type before any environment is built; ``-optimize --storage``
+  gets a heartbeat and study checks (:mod:`sb3_trpo_plus.study`).
 
 Every other algorithm is left as it is. :func:`register` does the same by hand (for a Python session
 started with ``SB3_TRPO_PLUS_ZOO_HOOK=0`` or an install whose ``.pth`` was removed).
@@ -266,6 +267,10 @@ def _patch_experiment_manager(exp_manager: ModuleType) -> None:
     manager_class.__init__ = __init__
     manager_class.read_hyperparameters = read_hyperparameters
     manager_class._sb3_trpo_plus_patched = True
+    # -optimize --storage: heartbeat, clear storage errors, study checks (sb3_trpo_plus/study.py)
+    from sb3_trpo_plus.study import patch_experiment_manager
+
+    patch_experiment_manager(manager_class)
 
 
 _REGISTRARS: dict[str, Callable[[ModuleType], None]] = {

@@ -1,0 +1,564 @@
+"""RL Zoo Optuna studies shared by several workers and machines: storage, checks, and the ``best`` and
+``fail-stale`` commands.
+
+When ``python -m rl_zoo3.train --algo trpo_plus -optimize --storage <storage> --study-name <name>`` runs,
+:func:`patch_experiment_manager` (installed by :mod:`sb3_trpo_plus.zoo`) does this before the Zoo's own
+``ExperimentManager.hyperparameters_optimization`` (for TRPOPlus and its subclasses only):
+
+- it opens the storage itself (:func:`open_storage`) and turns what users get wrong into one clear message
+  (:class:`StorageError`): a database driver that is not installed (naming the extra to install), a URL that
+  is neither a journal file nor a database, a server that cannot be reached (naming host and port);
+- for a database URL it opens an Optuna ``RDBStorage`` with a heartbeat (:class:`ZooRDBStorage`): a worker
+  that dies mid-trial stops beating, and the next trial any worker starts marks that trial ``FAIL`` once the
+  grace period has passed (Optuna's ``fail_stale_trials``), instead of leaving it ``RUNNING`` forever; each
+  trial's user attribute ``worker`` (``host:pid``) says which worker ran it;
+- it creates or loads the study (retrying the table creation that workers starting together on an empty
+  database race on) and checks that it fits this worker (:func:`prepare_study`, :class:`StudyMismatchError`):
+  it must maximize, and must not belong to another algorithm or environment.
+
+The Zoo keeps its ``--storage`` string in ``ExperimentManager.storage``, tests it with ``.endswith(".log")``
+and hands it to ``optuna.create_study``; :class:`ZooRDBStorage` answers ``endswith`` like its URL, so the
+wrapper gives the Zoo the storage object for the duration of the call and restores the string afterwards.
+
+Command line (``python -m sb3_trpo_plus.study --help``)::
+
+    python -m sb3_trpo_plus.study best --storage URL --study-name NAME        # the best trial as a YAML entry
+    python -m sb3_trpo_plus.study fail-stale --storage URL --study-name NAME  # fail the trials of dead workers
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import math
+import os
+import random
+import shlex
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+import sqlalchemy.exc
+import yaml
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.study import StudyDirection
+
+#: Study user attribute where the first worker records what the study tunes (algo, env, budget, ...).
+STUDY_ATTR = "sb3_trpo_plus"
+#: Trial user attribute naming the worker (``host:pid``) that ran the trial.
+WORKER_ATTR = "worker"
+#: Environment variables: heartbeat interval and grace period in seconds (``SB3_TRPO_PLUS_HEARTBEAT=0``: no heartbeat).
+HEARTBEAT_VARIABLE = "SB3_TRPO_PLUS_HEARTBEAT"
+GRACE_PERIOD_VARIABLE = "SB3_TRPO_PLUS_GRACE_PERIOD"
+#: Defaults (Optuna's documented example): a beat every 60 s; a trial whose last beat is older than 120 s is stale.
+DEFAULT_HEARTBEAT = 60
+#: Seconds a PostgreSQL connection attempt may take (libpq waits forever by default on an unanswered host).
+CONNECT_TIMEOUT = 10
+#: Driver module -> what to install, for the message about a missing driver.
+DRIVER_HINTS = {
+    "psycopg": "pip install 'sb3-trpo-plus[distributed]' (psycopg 3, which SQLAlchemy 2 uses for postgresql://); "
+    "with psycopg2 installed instead, write the URL as postgresql+psycopg2://...",
+    "psycopg2": "pip install psycopg2-binary, or pip install 'sb3-trpo-plus[distributed]' and write postgresql://...",
+    "MySQLdb": "pip install mysqlclient, or pip install pymysql and write the URL as mysql+pymysql://...",
+    "pymysql": "pip install pymysql",
+}
+
+
+class StorageError(RuntimeError):
+    """A ``--storage`` that cannot be used, with the reason and what to do about it."""
+
+
+class StudyMismatchError(ValueError):
+    """A study that this worker must not join (another algorithm or environment, or a minimizing study)."""
+
+
+# --------------------------------------------------------------------------- storage
+def is_journal(storage: str) -> bool:
+    """Whether the Zoo treats ``storage`` as a journal file (a path ending in ``.log``) rather than a database URL."""
+    return storage.endswith(".log")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages)."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _where(url: sqlalchemy.engine.URL) -> str:
+    """The server a URL names, as ``host:port`` (or the socket directory / the SQLite file)."""
+    if url.get_backend_name() == "sqlite":
+        return f"the SQLite file {url.database!r}"
+    default_ports = {"postgresql": "5432", "mysql": "3306", "mariadb": "3306"}
+    host = url.host or url.query.get("host") or "localhost (the default socket)"
+    port = url.port or default_ports.get(url.get_backend_name(), "default port")
+    return f"{host if isinstance(host, str) else host[0]}:{port}"
+
+
+def heartbeat_settings() -> tuple[int | None, int | None]:
+    """Heartbeat interval and grace period in seconds, from :data:`HEARTBEAT_VARIABLE` and :data:`GRACE_PERIOD_VARIABLE`."""
+
+    def read(name: str, default: int | None) -> int | None:
+        text = os.environ.get(name, "").strip()
+        if not text:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"Invalid {name}={text!r}: expected a whole number of seconds (0: off)") from None
+        if value < 0:
+            raise ValueError(f"Invalid {name}={text!r}: expected a whole number of seconds >= 0 (0: off)")
+        return value or None
+
+    interval = read(HEARTBEAT_VARIABLE, DEFAULT_HEARTBEAT)
+    grace = read(GRACE_PERIOD_VARIABLE, None)
+    return interval, (grace if interval is not None else None)
+
+
+def worker_name() -> str:
+    """``host:pid`` of this process: the value of the trials' ``worker`` attribute."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ZooRDBStorage(RDBStorage):
+    """
+    Optuna's ``RDBStorage`` that labels every trial it beats for with the ``worker`` user attribute
+    (``host:pid``), so a study shows which worker ran, or abandoned, which trial.
+
+    It also stands in for the ``--storage`` string inside the Zoo's ``ExperimentManager``, which only asks it
+    ``endswith(".log")`` and prints it: both answer as the URL would (the password masked in ``str``).
+
+    :param url: the database URL
+    :param worker: the value of the ``worker`` attribute (default: :func:`worker_name`)
+    :param kwargs: ``RDBStorage`` keyword arguments (``heartbeat_interval``, ``grace_period``, ``engine_kwargs``)
+    """
+
+    def __init__(self, url: str, worker: str | None = None, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.worker = worker or worker_name()
+        self._labelled: set[int] = set()
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        # Optuna's heartbeat thread calls this as the trial starts (then every heartbeat_interval seconds)
+        super().record_heartbeat(trial_id)
+        if trial_id not in self._labelled:
+            self._labelled.add(trial_id)
+            self.set_trial_user_attr(trial_id, WORKER_ATTR, self.worker)
+
+    def __getstate__(self) -> dict[Any, Any]:  # the Zoo pickles the study into its report
+        state = super().__getstate__()
+        state["_labelled"] = set()
+        return state
+
+    def endswith(self, suffix: str | tuple[str, ...]) -> bool:
+        return self.url.endswith(suffix)
+
+    def __str__(self) -> str:
+        return mask_url(self.url)
+
+
+def _engine_kwargs(url: sqlalchemy.engine.URL) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a trial can outlast an idle connection's life (firewalls)
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    return kwargs
+
+
+def _is_creation_race(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """Whether ``error`` comes from another worker creating Optuna's tables at the same moment."""
+    reason = str(error.orig).lower()
+    if isinstance(error, sqlalchemy.exc.IntegrityError | sqlalchemy.exc.ProgrammingError):
+        return "permission denied" not in reason  # duplicate type/table/alembic_version row (PostgreSQL, MySQL)
+    return "locked" in reason or "already exists" in reason  # SQLite: database is locked, table ... already exists
+
+
+def open_storage(
+    storage: str, heartbeat_interval: int | None = None, grace_period: int | None = None, attempts: int = 6
+) -> JournalStorage | ZooRDBStorage:
+    """
+    Open ``storage`` as the Zoo would (a path ending in ``.log``: a journal file; anything else: a database URL),
+    with clear errors (:class:`StorageError`) instead of SQLAlchemy tracebacks, and a heartbeat for databases.
+
+    Workers that start together on an empty database race to create Optuna's tables (PostgreSQL: ``duplicate
+    key value ... pg_type``; SQLite: ``database is locked``, ``table ... already exists``); the losers wait a
+    moment and try again, up to ``attempts`` times.
+
+    :param storage: the ``--storage`` value
+    :param heartbeat_interval: seconds between heartbeats (``None``: no heartbeat)
+    :param grace_period: seconds without a heartbeat after which a running trial is stale (``None``: twice the interval)
+    :param attempts: tries at creating the tables
+    :return: the storage
+    """
+    if is_journal(storage):
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(optuna.storages.journal.JournalFileBackend(storage))  # type: ignore[attr-defined]
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        raise StorageError(
+            f"--storage {storage!r} is neither a journal file (a path ending in .log) nor a database URL "
+            "(dialect[+driver]://user:password@host:port/database, e.g. postgresql://user@db-host/optuna)"
+        ) from None
+    masked = mask_url(storage)
+    try:
+        dialect: Any = url.get_dialect()
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()  # the driver module (SQLAlchemy 2 / 1.4)
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise StorageError(
+            f"--storage {masked}: SQLAlchemy knows no database {url.drivername!r} "
+            "(e.g. postgresql://, mysql+pymysql://, sqlite:///file.db; a journal file must end in .log)"
+        ) from None
+    except ImportError as error:
+        module = error.name or str(error)
+        hint = DRIVER_HINTS.get(module.split(".")[0], f"pip install the module {module!r}")
+        raise StorageError(
+            f"--storage {masked}: the driver for {url.drivername}:// (Python module {module!r}) is not installed. {hint}"
+        ) from None
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                # heartbeat_interval is "experimental" in Optuna (since 2.9): we use it on purpose
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return ZooRDBStorage(
+                    storage,
+                    engine_kwargs=_engine_kwargs(url),
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                )
+        except sqlalchemy.exc.DBAPIError as error:
+            if attempt + 1 < attempts and _is_creation_race(error) and not error.connection_invalidated:
+                time.sleep(random.uniform(0.2, 1.0) * (attempt + 1))
+                continue
+            reason = str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)
+            if isinstance(error, sqlalchemy.exc.OperationalError) and not _is_creation_race(error):
+                raise StorageError(
+                    f"--storage {masked}: cannot connect to the database server at {_where(url)}: {reason}"
+                ) from None
+            raise StorageError(f"--storage {masked}: the database at {_where(url)} failed: {reason}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- study checks
+def _command_option(command: str, option: str) -> str | None:
+    """The value of ``option`` (``--algo``) in a command line the Zoo stored as the study's ``command`` attribute."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    for index, word in enumerate(words):
+        if word == option and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith(option + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def _sampled_names(sampler: Callable[..., Any], n_actions: int) -> set[str] | None:
+    """Names of the parameters ``sampler`` (a Zoo sampler) suggests, found on a throwaway in-memory trial."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    try:
+        trial = optuna.create_study(storage=optuna.storages.InMemoryStorage()).ask()
+        sampler(trial, n_actions, 1, {"using_her_replay_buffer": False, "her_kwargs": {}})
+        return set(trial.params)
+    except Exception:
+        return None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def prepare_study(
+    storage: JournalStorage | RDBStorage,
+    study_name: str,
+    algo: str,
+    env: str,
+    info: dict[str, Any] | None = None,
+    sampler: Callable[..., Any] | None = None,
+) -> optuna.Study:
+    """
+    Create (maximizing) or load the study ``study_name`` and check that a worker tuning ``algo`` on ``env`` may join it.
+
+    Raises :class:`StudyMismatchError` when the study minimizes (made with ``optuna create-study`` without
+    ``--direction maximize``), or was made for another algorithm or environment: by this plugin (the study
+    attribute :data:`STUDY_ATTR`), by the Zoo (the ``--algo`` and ``--env`` of its ``command`` attribute), or,
+    when neither attribute is there, by anything whose trials sampled parameters ``sampler`` does not.
+    Records ``{"algo", "env", **info}`` in :data:`STUDY_ATTR` when the study has no such record yet.
+
+    :param storage: the storage (see :func:`open_storage`)
+    :param study_name: the study's name
+    :param algo: the worker's ``--algo``
+    :param env: the worker's environment id
+    :param info: more to record with the algorithm (``n_timesteps``, ``n_actions``, ``config``)
+    :param sampler: the worker's Zoo sampler (``HYPERPARAMS_SAMPLER[algo]``) for the parameter check
+    :return: the study
+    """
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+    where = f"Study {study_name!r}"
+    if len(study.directions) != 1 or study.direction != StudyDirection.MAXIMIZE:
+        directions = ", ".join(d.name.lower() for d in study.directions)
+        raise StudyMismatchError(
+            f"{where} was created to {directions}, but the RL Zoo maximizes the mean evaluation return: the sampler "
+            "would look for the worst hyperparameters. Create it with `optuna create-study --direction maximize "
+            f"--study-name {study_name} --storage ...` (or delete it: `optuna delete-study`), or use another --study-name."
+        )
+    recorded = study.user_attrs.get(STUDY_ATTR)
+    if isinstance(recorded, dict):
+        origin = "the sb3-trpo-plus record of its first worker"
+        other_algo, other_env = recorded.get("algo"), recorded.get("env")
+    else:
+        origin = "the RL Zoo's record of its first command"
+        command = study.user_attrs.get("command")
+        other_algo = _command_option(command, "--algo") if isinstance(command, str) else None
+        other_env = _command_option(command, "--env") if isinstance(command, str) else None
+    fix = "Each algorithm and environment needs its own study: use another --study-name."
+    if other_algo is not None and other_algo != algo:
+        raise StudyMismatchError(f"{where} tunes --algo {other_algo} ({origin}); this worker runs --algo {algo}. {fix}")
+    if other_env is not None and other_env != env:
+        raise StudyMismatchError(f"{where} tunes --env {other_env} ({origin}); this worker runs --env {env}. {fix}")
+    if other_algo is None and sampler is not None:
+        names = _sampled_names(sampler, int((info or {}).get("n_actions", 0)))
+        foreign = sorted({name for trial in study.get_trials(deepcopy=False) for name in trial.params} - (names or set()))
+        if names is not None and foreign:
+            raise StudyMismatchError(
+                f"{where} was made by another algorithm: its trials sample {foreign[:5]}, which --algo {algo}'s "
+                f"sampler does not. {fix}"
+            )
+    if not isinstance(recorded, dict):
+        study.set_user_attr(STUDY_ATTR, {"algo": algo, "env": env, **(info or {})})
+    return study
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's ``fail_stale_trials`` (mark FAIL the running trials without a heartbeat for the grace period),
+    without its "experimental" warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+# --------------------------------------------------------------------------- the Zoo hook
+@contextlib.contextmanager
+def _storage_swapped(manager: Any, storage: Any) -> Iterator[None]:
+    original = manager.storage
+    manager.storage = storage
+    try:
+        yield
+    finally:
+        manager.storage = original
+
+
+def tunes_trpo_plus(algo: str) -> bool:
+    """Whether the Zoo's ``--algo`` name maps to TRPOPlus or a subclass of it (``rl_zoo3.utils.ALGOS``)."""
+    from rl_zoo3.utils import ALGOS
+
+    from sb3_trpo_plus.trpo_plus import TRPOPlus
+
+    algorithm = ALGOS.get(algo)
+    return isinstance(algorithm, type) and issubclass(algorithm, TRPOPlus)
+
+
+def patch_experiment_manager(manager_class: type, applies: Callable[[str], bool] = tunes_trpo_plus) -> None:
+    """
+    Wrap ``manager_class.hyperparameters_optimization`` (the Zoo's ``ExperimentManager``) so that, for an
+    ``--algo`` for which ``applies(algo)`` is true and a ``--storage``, the storage is opened by
+    :func:`open_storage` (with a heartbeat for a database) and the study is created and checked by
+    :func:`prepare_study` before the Zoo's optimization runs. Other algorithms go straight to the Zoo's method.
+
+    :param manager_class: ``rl_zoo3.exp_manager.ExperimentManager``
+    :param applies: whether an ``--algo`` name gets this treatment
+    """
+    if getattr(manager_class, "_sb3_trpo_plus_study_patched", False):
+        return
+    original = manager_class.hyperparameters_optimization  # type: ignore[attr-defined]
+
+    @functools.wraps(original)
+    def hyperparameters_optimization(self: Any) -> None:
+        if not applies(self.algo) or not isinstance(self.storage, str):
+            return original(self)
+        interval, grace = heartbeat_settings()
+        storage = open_storage(self.storage, heartbeat_interval=interval, grace_period=grace)
+        if self.study_name is not None:
+            from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
+
+            info = {"n_timesteps": int(self.n_timesteps), "n_actions": int(self.n_actions), "config": str(self.config)}
+            study = prepare_study(
+                storage, self.study_name, self.algo, self.env_name.gym_id, info, HYPERPARAMS_SAMPLER.get(self.algo)
+            )
+            if isinstance(storage, RDBStorage):
+                fail_stale_trials(study)  # trials of workers that died since any worker last started a trial
+        if not isinstance(storage, ZooRDBStorage):
+            return original(self)  # a journal file: the Zoo opens it itself
+        with _storage_swapped(self, storage):
+            return original(self)
+
+    manager_class.hyperparameters_optimization = hyperparameters_optimization  # type: ignore[attr-defined]
+    manager_class._sb3_trpo_plus_study_patched = True  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- best: a YAML entry
+def _python_expression(value: Any) -> str:
+    """``value`` as the Python expression the Zoo evaluates in a ``policy_kwargs`` string (``nn`` is torch.nn)."""
+    if isinstance(value, dict):
+        return "dict(" + ", ".join(f"{key}={_python_expression(item)}" for key, item in value.items()) + ")"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_python_expression(item) for item in value) + "]"
+    if isinstance(value, type):
+        return f"nn.{value.__name__}" if value.__module__.startswith("torch.nn") else f"{value.__module__}.{value.__name__}"
+    return repr(value)
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+        return f"!!float {text}" if "e" in text else text  # PyYAML reads 1e-05 (no dot) as a string
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+
+
+def _float_text(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def best_entry(study: optuna.Study, conf: str | None = None, env: str | None = None) -> str:
+    """
+    The best trial of ``study`` as an entry of ``hyperparams/trpo_plus.yml``: the entry the worker started from
+    (from ``conf``, else the file recorded by the first worker when it exists here, else the shipped file), with
+    the trial's values, converted by the Zoo's converter, put in and marked ``# tuned``; ``target_kl`` and
+    ``cg_damping`` (TRPOPlus's joint-KL unit) say their sb3-contrib equivalent.
+
+    :param study: a study tuned by ``-optimize --algo trpo_plus`` (or a registered subclass)
+    :param conf: hyperparameter file to take the untuned keys from
+    :param env: environment id (default: the one the study records)
+    :return: YAML text, comments included
+    """
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
+
+    from sb3_trpo_plus.zoo import ALGO_NAME, hyperparams_path
+
+    recorded = study.user_attrs.get(STUDY_ATTR)
+    recorded = recorded if isinstance(recorded, dict) else {}
+    command = study.user_attrs.get("command", "")
+    algo = recorded.get("algo") or _command_option(command, "--algo") or ALGO_NAME
+    env = env or recorded.get("env") or _command_option(command, "--env")
+    if env is None:
+        raise StudyMismatchError(f"Study {study.study_name!r} does not record its environment: pass --env")
+    if algo not in HYPERPARAMS_CONVERTER:
+        raise StudyMismatchError(f"Study {study.study_name!r} tunes --algo {algo}, which sb3-trpo-plus does not provide")
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        states = ", ".join(f"{trial.number}: {trial.state.name}" for trial in study.get_trials(deepcopy=False)) or "none"
+        raise StudyMismatchError(f"Study {study.study_name!r} has no complete trial yet (trials {states})")
+    trial = study.best_trial
+    tuned = HYPERPARAMS_CONVERTER[algo](trial.params)
+
+    recorded_conf = recorded.get("config")
+    if conf is None and isinstance(recorded_conf, str) and Path(recorded_conf).is_file():
+        conf = recorded_conf
+    conf_path = Path(conf) if conf is not None else hyperparams_path()
+    entries = yaml.safe_load(conf_path.read_text()) or {}
+    entry_name = env if env in entries else "default"
+    entry: dict[str, Any] = dict(entries.get(entry_name) or {})
+    entry.update(tuned)
+
+    n_actions = recorded.get("n_actions")
+    if n_actions is None:
+        import gymnasium as gym
+
+        space = gym.make(env).action_space
+        n_actions = space.shape[0] if isinstance(space, gym.spaces.Box) else 0
+    dims = max(1, int(n_actions))
+    unit = f"{dims} action dimension{'s' if dims != 1 else ''}"
+    counts = {state.name: len(study.get_trials(deepcopy=False, states=(state,))) for state in optuna.trial.TrialState}
+    summary = ", ".join(f"{count} {name.lower()}" for name, count in counts.items() if count)
+    budget = recorded.get("n_timesteps")
+    lines = [
+        f"# Best trial of study {study.study_name!r}: trial {trial.number}, mean evaluation return {trial.value:.2f}"
+        + (f" after {budget} steps" if budget else "")
+        + f" (trials: {summary})",
+        f"# Untuned keys: entry {entry_name!r} of {conf_path}; tuned values (by --algo {algo}) marked.",
+        "# target_kl and cg_damping are in TRPOPlus's unit, the joint KL of the whole action distribution:",
+        "# target_kl (here) = target_kl (sb3-contrib) x action dimensions, and likewise cg_damping.",
+        f"{env}:",
+    ]
+    for key, value in entry.items():
+        if key == "policy_kwargs" and isinstance(value, dict):
+            line = f'  {key}: "{_python_expression(value)}"'  # the Zoo evaluates the string, with nn = torch.nn
+        else:
+            line = f"  {key}: {_yaml_value(value)}"
+        comments = []
+        if key in tuned:
+            comments.append("tuned")
+        if key in ("target_kl", "cg_damping") and isinstance(value, float) and math.isfinite(value):
+            comments.append(f"sb3-contrib {_float_text(value / dims)} x {unit}")
+        lines.append(line + (f"  # {'; '.join(comments)}" if comments else ""))
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- command line
+def _load(storage_text: str, study_name: str, grace_period: int | None = None) -> optuna.Study:
+    heartbeat = (1, grace_period) if grace_period is not None else heartbeat_settings()
+    storage = open_storage(storage_text, heartbeat_interval=heartbeat[0], grace_period=heartbeat[1])
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+        raise StudyMismatchError(f"No study {study_name!r} in {mask_url(storage_text)} (studies there: {names})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sb3_trpo_plus.study {best,fail-stale} --storage STORAGE --study-name NAME``."""
+    parser = argparse.ArgumentParser(prog="python -m sb3_trpo_plus.study", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    best = commands.add_parser("best", help="print the best trial as an entry of hyperparams/trpo_plus.yml")
+    stale = commands.add_parser("fail-stale", help="mark FAIL the running trials whose worker stopped beating")
+    for command in (best, stale):
+        command.add_argument("--storage", required=True, help="the workers' --storage (database URL or .log journal file)")
+        command.add_argument("--study-name", required=True)
+    best.add_argument("--conf", default=None, help="hyperparameter file for the untuned keys (default: the workers')")
+    best.add_argument("--env", default=None, help="environment id (default: the one the study records)")
+    stale.add_argument(
+        "--grace-period",
+        type=int,
+        default=None,
+        help=f"seconds since a trial's last heartbeat after which it is stale (default: ${GRACE_PERIOD_VARIABLE}, "
+        f"else twice ${HEARTBEAT_VARIABLE}, else {2 * DEFAULT_HEARTBEAT})",
+    )
+    stale.add_argument(
+        "--all-running",
+        action="store_true",
+        help="also fail RUNNING trials without any heartbeat (started by workers without one); only when no worker runs",
+    )
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if args.command == "best":
+            print(best_entry(_load(args.storage, args.study_name), conf=args.conf, env=args.env), end="")
+            return 0
+        if is_journal(args.storage) and not args.all_running:
+            raise StorageError("a journal file keeps no heartbeat: pass --all-running once every worker has stopped")
+        study = _load(args.storage, args.study_name, args.grace_period)
+        before = {trial.number for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+        if not is_journal(args.storage):
+            fail_stale_trials(study)
+        if args.all_running:
+            for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+        after = {trial.number for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+        failed = sorted(before - after)
+        print(f"Marked FAIL: {failed or 'none'}; still running: {sorted(after) or 'none'}")
+        return 0
+    except (StorageError, StudyMismatchError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
