@@ -87,8 +87,8 @@ class MaskableTRPOPlus(TRPOPlus):
     TRPOPlus with invalid-action masking (sb3-contrib's ``MaskablePPO`` parts): a drop-in for ``MaskablePPO`` with
     TRPO's update.
 
-    Same arguments as :class:`~sb3_trpo_plus.TRPOPlus` (``use_sde`` must stay False: masks are for Discrete,
-    MultiDiscrete and MultiBinary actions). The policies ``MlpPolicy``, ``CnnPolicy`` and ``MultiInputPolicy`` are
+    Same arguments as :class:`~sb3_trpo_plus.TRPOPlus` (masks are for Discrete, MultiDiscrete and MultiBinary
+    actions, so ``use_sde`` stays False). The policies ``MlpPolicy``, ``CnnPolicy`` and ``MultiInputPolicy`` are
     sb3-contrib's ``MaskableActorCriticPolicy`` family; rollouts go to ``MaskableRolloutBuffer`` (or
     ``MaskableDictRolloutBuffer``) with the masks the environment gives through ``action_masks()``
     (``sb3_contrib.common.wrappers.ActionMasker``), fetched as ``MaskablePPO`` does. ``learn(..., use_masking=False)``
@@ -110,8 +110,6 @@ class MaskableTRPOPlus(TRPOPlus):
                 f"Invalid action space {self.action_space}: MaskableTRPOPlus supports {allowed} action spaces, "
                 f"not {type(self.action_space).__name__}"
             )
-        if self.use_sde:
-            raise ValueError("Invalid use_sde=True: MaskableTRPOPlus's actions are discrete, gSDE is for Box actions")
         if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, MaskableActorCriticPolicy)):
             raise ValueError(
                 f"Invalid policy {self.policy_class!r}: MaskableTRPOPlus needs a policy of sb3-contrib's "
