@@ -101,3 +101,34 @@ def test_lstm_sampler_sets_the_lstm_size() -> None:
     params = sample_trpo_plus_lstm_params(trial, 0, 8, {})
     assert params["policy_kwargs"]["lstm_hidden_size"] == 32 and params["n_steps"] == 64
     assert convert_trpo_plus_params(trial.params)["policy_kwargs"] == params["policy_kwargs"]
+
+
+def _shipped_entries() -> list[tuple[str, str]]:
+    import yaml
+
+    return [
+        (algo, env_id)
+        for algo in sorted(CASES)
+        for env_id in yaml.safe_load(hyperparams_path(algo).read_text())
+        if env_id != "default"
+    ]
+
+
+@pytest.mark.parametrize(("algo", "env_id"), _shipped_entries())
+def test_shipped_entry_builds_a_model_that_acts(algo: str, env_id: str, tmp_path: Path) -> None:
+    """Every entry of the families' YAMLs is accepted and builds the family's model on the Zoo's env stack."""
+    import argparse
+
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    args = argparse.Namespace(algo=algo, env=env_id, seed=0)
+    manager = ExperimentManager(args, algo, env_id, str(tmp_path), n_timesteps=64, seed=0, verbose=0)
+    setup = manager.setup_experiment()
+    assert setup is not None
+    model, _ = setup
+    assert isinstance(model, CASES[algo][1])
+    eval_env = manager.create_envs(1, eval_env=True)
+    assert eval_env.observation_space == model.observation_space
+    model.predict(eval_env.reset(), deterministic=True)
+    eval_env.close()
+    model.get_env().close()
