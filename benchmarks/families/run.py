@@ -13,6 +13,8 @@ Protocol (fixed before any run; the same for both algorithms of a task):
 - Final score: mean return of 10 deterministic episodes on a separate eval env (its ``VecNormalize`` statistics a
   frozen copy of the training ones; masked tasks evaluated with masks, ``sb3_contrib``'s ``evaluate_policy``).
 - Learning curve: mean return of the last 20 training episodes at every rollout's end.
+- Side check (``--mlp``): TRPOPlus with a feed-forward ``MlpPolicy`` (``trpo_plus_mlp``) on ``CartPoleNoVel-v1`` with
+  the ``trpo_plus_lstm`` entry's settings minus the LSTM, to show what memory adds; reported on its own line.
 
 Comparison rule, per task, on the final scores of the seeds both algorithms finished:
 ``beats`` if TRPO's mean is higher and Welch's two-sided t-test gives p < 0.05; ``falls short`` if lower with
@@ -108,12 +110,18 @@ def _recurrent_run(algo: str, env_id: str, seed: int) -> tuple[Any, Any, int, Ca
 
     from sb3_trpo_plus import RecurrentTRPOPlus
 
-    env_settings, kwargs = _constructor_args(_zoo_entry(algo, env_id))
+    env_settings, kwargs = _constructor_args(_zoo_entry("trpo_plus_lstm" if algo == "trpo_plus_mlp" else algo, env_id))
+    if algo == "trpo_plus_mlp":  # the same settings without the LSTM
+        kwargs["policy"] = "MlpPolicy"
+        for key in ("lstm_hidden_size", "enable_critic_lstm", "shared_lstm", "n_lstm_layers"):
+            kwargs.get("policy_kwargs", {}).pop(key, None)
     env = make_vec_env(env_id, n_envs=int(env_settings.get("n_envs", 1)), seed=seed)
     normalize = env_settings.get("normalize", False)
     if normalize:
         env = VecNormalize(env, gamma=kwargs.get("gamma", 0.99))
-    cls = RecurrentTRPOPlus if algo == "trpo_plus_lstm" else RecurrentPPO
+    from sb3_trpo_plus import TRPOPlus
+
+    cls = {"trpo_plus_lstm": RecurrentTRPOPlus, "ppo_lstm": RecurrentPPO, "trpo_plus_mlp": TRPOPlus}[algo]
     policy = kwargs.pop("policy")
     model = cls(policy, env, seed=seed, device="cpu", **kwargs)
 
@@ -226,6 +234,10 @@ def _welch_p(a: list[float], b: list[float]) -> float:
 def report() -> None:
     with open(RESULTS) as file:
         rows = list(csv.DictReader(file))
+
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.1f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.1f} ({len(values)})"
+
     lines = [
         "# Policy families: TRPOPlus variants against the PPO variants",
         "",
@@ -245,9 +257,6 @@ def report() -> None:
             continue
         score = {algo: [float(by[algo][s]["final_return"]) for s in seeds] for algo in (trpo, ppo)}
 
-        def cell(values: list[float]) -> str:
-            return f"{np.mean(values):.1f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.1f} ({len(values)})"
-
         def cost(runs: dict[int, dict[str, str]], seeds: list[int]) -> str:
             wall = np.mean([float(runs[s]["wall_s"]) for s in seeds]) / 60
             cpu = np.mean([float(runs[s]["cpu_s"]) for s in seeds]) / 60
@@ -261,8 +270,10 @@ def report() -> None:
             f"| {task} | {int(steps):,} | {cell(score[ppo])} | {cell(score[trpo])} | {p:.3f} | {verdict} | "
             f"{cost(by[ppo], seeds)}; {cost(by[trpo], seeds)} |"
         )
-    unpaired = [f"{r['task']} {r['algo']} seed {r['seed']}" for r in rows]
-    lines += ["", f"Runs recorded: {len(unpaired)}."]
+    mlp = [float(r["final_return"]) for r in rows if r["algo"] == "trpo_plus_mlp"]
+    if mlp:
+        lines += ["", f"Side check, CartPoleNoVel-v1 without memory (TRPOPlus, MlpPolicy, same settings): {cell(mlp)}."]
+    lines += ["", f"Runs recorded: {len(rows)}."]
     REPORT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -272,11 +283,18 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--report", action="store_true", help="only write RESULTS.md from results.csv")
+    parser.add_argument("--mlp", action="store_true", help="only the side check: trpo_plus_mlp on CartPoleNoVel-v1")
     args = parser.parse_args()
     if args.report:
         report()
         return
     done = _done()
+    if args.mlp:
+        for seed in args.seeds:
+            if ("CartPoleNoVel-v1", "trpo_plus_mlp", seed) not in done:
+                print(json.dumps(run_one("CartPoleNoVel-v1", "trpo_plus_mlp", seed)), flush=True)
+        report()
+        return
     for task in args.tasks:
         trpo, ppo, _ = TASKS[task]
         for seed in args.seeds:
