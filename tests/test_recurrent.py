@@ -109,11 +109,20 @@ class RecordBatch:
         return self.batch
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+UPDATE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "cartpole": ("CartPole-v1", {}),
+    "pendulum": ("Pendulum-v1", {}),
+    "pendulum_gsde": ("Pendulum-v1", {"use_sde": True, "sde_sample_freq": 4}),
+    "cartpole_sub_sampling": ("CartPole-v1", {"sub_sampling_factor": 2, "fisher_sub_sampling": 3}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UPDATE_CASES))
 @pytest.mark.parametrize("target_kl", [0.001, 0.05])
-def test_update_stays_in_trust_region_and_improves(env_id: str, target_kl: float, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_update_stays_in_trust_region_and_improves(case: str, target_kl: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_id, extra = UPDATE_CASES[case]
     env = make_vec_env(env_id, n_envs=2, seed=0)
-    kwargs = {"n_steps": 128, "batch_size": 64, "n_critic_updates": 1, "target_kl": target_kl, "seed": 2}
+    kwargs = {"n_steps": 128, "batch_size": 64, "n_critic_updates": 1, "target_kl": target_kl, "seed": 2, **extra}
     model = RecurrentTRPOPlus("MlpLstmPolicy", env, policy_kwargs={"lstm_hidden_size": 8}, **kwargs)
     collect(model)
     record = RecordBatch(model)
@@ -122,7 +131,8 @@ def test_update_stays_in_trust_region_and_improves(env_id: str, target_kl: float
         snapshot = {name: param.clone() for name, param in model.policy.named_parameters()}
     model.train()
     policy_input, actions, old_log_prob, advantages = record.batch  # type: ignore[misc]
-    assert len(policy_input.rows) == 256 and len(policy_input.episode_starts) > 256  # padded sequences, real rows
+    # padded sequences; the real rows (every k-th with sub-sampling)
+    assert len(policy_input.rows) == 256 // model.sub_sampling_factor and len(policy_input.episode_starts) > 256
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
     def surrogate(distribution: Any) -> float:
