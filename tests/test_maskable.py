@@ -255,3 +255,15 @@ def test_bad_input_is_named() -> None:
         MaskableTRPOPlus(trpo_module.MlpPolicy, ENVS["discrete"]())
     vec_env = make_vec_env(ENVS["discrete"], n_envs=2)
     assert get_action_masks(vec_env).shape == (2, 10)
+
+
+def test_dict_observations_use_the_dict_buffer() -> None:
+    from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer
+    from sb3_contrib.common.wrappers import ActionMasker
+    from stable_baselines3.common.envs import SimpleMultiObsEnv
+
+    env = ActionMasker(SimpleMultiObsEnv(random_start=True), lambda env: np.array([True, True, False, True]))
+    model = MaskableTRPOPlus("MultiInputPolicy", env, n_steps=64, batch_size=32, seed=0).learn(128)
+    assert isinstance(model.rollout_buffer, MaskableDictRolloutBuffer)
+    assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
+    assert not (model.rollout_buffer.actions == 2).any()  # the masked action was never taken

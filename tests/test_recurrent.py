@@ -217,3 +217,18 @@ def test_bad_input_is_named() -> None:
         model.predict(obs, state=(np.zeros((1, 2, 5)), np.zeros((1, 2, 5))))
     _, state = model.predict(obs)
     assert state is not None and state[0].shape == (1, 2, 4)
+
+
+def test_dict_observations_use_the_dict_buffer() -> None:
+    from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer
+    from stable_baselines3.common.envs import SimpleMultiObsEnv
+
+    model = RecurrentTRPOPlus(
+        "MultiInputLstmPolicy",
+        SimpleMultiObsEnv(random_start=True),
+        n_steps=64,
+        batch_size=32,
+        policy_kwargs={"lstm_hidden_size": 8},
+    ).learn(128)
+    assert isinstance(model.rollout_buffer, RecurrentDictRolloutBuffer)
+    assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
