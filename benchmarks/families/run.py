@@ -231,6 +231,18 @@ def _welch_p(a: list[float], b: list[float]) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def _curve_means() -> dict[tuple[str, str, int], float]:
+    """Mean of each run's learning curve (last one recorded per task, algo and seed)."""
+    means: dict[tuple[str, str, int], float] = {}
+    if CURVES.exists():
+        with gzip.open(CURVES, "rt") as file:
+            for line in file:
+                run = json.loads(line)
+                if run["curve"]:
+                    means[(run["task"], run["algo"], int(run["seed"]))] = float(np.mean([r for _, r in run["curve"]]))
+    return means
+
+
 def report() -> None:
     with open(RESULTS) as file:
         rows = list(csv.DictReader(file))
@@ -250,6 +262,15 @@ def report() -> None:
         "| task | steps | PPO variant | TRPOPlus variant | Welch p | verdict | wall / CPU per run (min), PPO; TRPO |",
         "|---|---|---|---|---|---|---|",
     ]
+    curves = _curve_means()
+    speed = [
+        "",
+        "Learning speed (descriptive, not part of the rule): mean training return over the whole run (the area under "
+        "the learning curve divided by its length; higher means it learned sooner), mean ± std over the same seeds.",
+        "",
+        "| task | PPO variant | TRPOPlus variant |",
+        "|---|---|---|",
+    ]
     for task, (trpo, ppo, _) in TASKS.items():
         by = {algo: {int(r["seed"]): r for r in rows if r["task"] == task and r["algo"] == algo} for algo in (trpo, ppo)}
         seeds = sorted(set(by[trpo]) & set(by[ppo]))
@@ -264,12 +285,17 @@ def report() -> None:
 
         p = _welch_p(score[trpo], score[ppo])
         diff = np.mean(score[trpo]) - np.mean(score[ppo])
-        verdict = "matches" if not p < 0.05 else ("beats" if diff > 0 else "falls short")
+        verdict = "matches" if p >= 0.05 else ("beats" if diff > 0 else "falls short")
+        verdict = "too few seeds" if math.isnan(p) else verdict
         steps = by[trpo][seeds[0]]["timesteps"]
         lines.append(
             f"| {task} | {int(steps):,} | {cell(score[ppo])} | {cell(score[trpo])} | {p:.3f} | {verdict} | "
             f"{cost(by[ppo], seeds)}; {cost(by[trpo], seeds)} |"
         )
+        area = {algo: [curves[(task, algo, s)] for s in seeds if (task, algo, s) in curves] for algo in (trpo, ppo)}
+        if area[trpo] and area[ppo]:
+            speed.append(f"| {task} | {cell(area[ppo])} | {cell(area[trpo])} |")
+    lines += speed
     mlp = [float(r["final_return"]) for r in rows if r["algo"] == "trpo_plus_mlp"]
     if mlp:
         lines += ["", f"Side check, CartPoleNoVel-v1 without memory (TRPOPlus, MlpPolicy, same settings): {cell(mlp)}."]
