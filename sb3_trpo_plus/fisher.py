@@ -101,12 +101,22 @@ def _categorical_metric(logits: th.Tensor, u: th.Tensor) -> th.Tensor:
     return probs * (u - (probs * u).sum(dim=-1, keepdim=True))
 
 
+def _sub_space_distributions(distribution: Distribution) -> list[th.distributions.Distribution] | None:
+    """
+    The torch distribution of each sub-space of a MultiCategorical distribution (SB3's keeps them in
+    ``distribution``, sb3-contrib's masked one, also used for MultiBinary, in ``distributions``), else ``None``.
+    """
+    inner = getattr(distribution, "distributions", None)
+    if inner is None:
+        inner = getattr(distribution, "distribution", None)
+    return list(inner) if isinstance(inner, Sequence) else None
+
+
 class CategoricalFisher(DistributionFisher):
     """Categorical in its logits ``z``: ``M u = p * u - p (p^T u)``; MultiCategorical is a block per sub-space."""
 
     def parameters(self, distribution: Distribution) -> DistParams:
-        inner = distribution.distribution
-        categoricals = list(inner) if isinstance(inner, Sequence) else [inner]
+        categoricals = _sub_space_distributions(distribution) or [distribution.distribution]  # type: ignore[list-item]
         logits = []
         for categorical in categoricals:
             assert isinstance(categorical, Categorical)
@@ -167,5 +177,8 @@ def joint_kl(old: Distribution, new: Distribution) -> th.Tensor:
     :param new: distribution after the update
     :return: tensor of shape ``(batch,)``
     """
+    if _sub_space_distributions(new) is not None:  # MultiCategorical: one Categorical per sub-space
+        parts = zip(_sub_space_distributions(old) or [], _sub_space_distributions(new) or [], strict=True)
+        return th.stack([th.distributions.kl_divergence(p, q) for p, q in parts], dim=1).sum(dim=1)
     kl = sb3_kl_divergence(old, new)
     return sum_independent_dims(kl) if kl.dim() > 1 else kl

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sb3_trpo_plus import fast_paths
-from sb3_trpo_plus.fisher import fisher_for, joint_kl
+from sb3_trpo_plus.fisher import DistributionFisher, fisher_for, joint_kl
 from sb3_trpo_plus.natural_gradient import (
     MatVec,
     backtracking_line_search,
@@ -292,6 +292,10 @@ class TRPOPlus(OnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         super()._setup_model()
+        self._use_fused_adam()
+
+    def _use_fused_adam(self) -> None:
+        """With ``fast_paths``, the policy's default Adam as torch's fused implementation (same algorithm)."""
         if self.fast_paths:
             fast_paths.use_fused_adam(self.policy, self.policy_kwargs.get("optimizer_kwargs") or {})
 
@@ -319,6 +323,36 @@ class TRPOPlus(OnPolicyAlgorithm):
         SB3 policies return the same (mutated) ``action_dist`` object from every call, so each result is copied.
         """
         return copy.copy(self.policy.get_distribution(obs))
+
+    # Hooks of the policy families (masked, recurrent: see sb3_trpo_plus.maskable and sb3_trpo_plus.recurrent).
+    # The step itself (_policy_step) only sees the policy's input through _distribution and _subsample.
+    def _policy_batch(self, rollout: Any) -> tuple[Any, th.Tensor, th.Tensor, th.Tensor]:
+        """
+        The policy step's batch, from the whole rollout: the policy's input (what :meth:`_distribution` takes),
+        the actions, their old log-probabilities and the advantages, of every ``sub_sampling_factor``-th sample.
+        """
+        actions = rollout.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        every = slice(None, None, self.sub_sampling_factor)
+        return _index_obs(rollout.observations, every), actions[every], rollout.old_log_prob[every], rollout.advantages[every]
+
+    def _subsample(self, policy_input: Any, every: slice) -> Any:
+        """The policy's input for every k-th sample of a batch (``every = slice(None, None, k)``)."""
+        return _index_obs(policy_input, every)
+
+    def _action_fisher(self) -> DistributionFisher | None:
+        """The analytic Fisher of the policy's action distribution, or ``None`` (exact KL Hessian instead)."""
+        return fisher_for(self.policy.action_dist)
+
+    def _value_step(self, rollout: Any, actor_params: list[nn.Parameter]) -> float:
+        """The critic's regression on the whole rollout's returns (see :meth:`_critic_step`)."""
+        return self._critic_step(rollout.observations, rollout.returns, actor_params)
+
+    def _kl_divergence_loss(self, new: Distribution, old: Distribution) -> float:
+        """``train/kl_divergence_loss`` as ``sb3_contrib.TRPO`` logs it: SB3's ``kl_divergence(new, old)``, averaged
+        over states and, for Box and MultiBinary actions, over action dimensions."""
+        return kl_divergence(new, old).mean().item()
 
     def _non_finite_rollout(self) -> list[str]:
         """Names of the rollout quantities that hold NaN or infinite values (empty when all are finite)."""
@@ -416,7 +450,7 @@ class TRPOPlus(OnPolicyAlgorithm):
 
         :param distribution: the distribution at ``obs``, attached to the graph of ``actor_params``
         """
-        fisher = fisher_for(self.policy.action_dist)
+        fisher = self._action_fisher()
         if fisher is not None:
             eta = fisher.parameters(distribution)
             eta_old = tuple(e.detach() for e in eta)
@@ -465,7 +499,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         # Fisher-vector products: SB3's MLP heads in closed form, other analytic Fishers in Gauss-Newton form
         # through autograd, the exact KL Hessian for distributions without a known Fisher.
         every = slice(None, None, self.fisher_sub_sampling)
-        fisher_obs = obs if self.fisher_sub_sampling == 1 else _index_obs(obs, every)
+        fisher_obs = obs if self.fisher_sub_sampling == 1 else self._subsample(obs, every)
         closed_form = None
         if self._fast_paths_apply():
             with th.no_grad():
@@ -514,7 +548,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         kl_divergence_loss = 0.0
         if accepted:  # sb3-contrib's figure: SB3's kl_divergence(new, old), averaged over states and its dimensions
             with th.no_grad():
-                kl_divergence_loss = kl_divergence(self._distribution(obs), old_distribution).mean().item()
+                kl_divergence_loss = self._kl_divergence_loss(self._distribution(obs), old_distribution)
 
         entropy = old_distribution.entropy()
         stats = PolicyStepStats(
@@ -588,17 +622,8 @@ class TRPOPlus(OnPolicyAlgorithm):
             return
 
         rollout = next(self.rollout_buffer.get(batch_size=None))
-        actions = rollout.actions
-        if isinstance(self.action_space, spaces.Discrete):
-            actions = actions.long().flatten()
-        every = slice(None, None, self.sub_sampling_factor)
-        actor_params, stats = self._policy_step(
-            _index_obs(rollout.observations, every),
-            actions[every],
-            rollout.old_log_prob[every],
-            rollout.advantages[every],
-        )
-        value_loss = self._critic_step(rollout.observations, rollout.returns, actor_params)
+        actor_params, stats = self._policy_step(*self._policy_batch(rollout))
+        value_loss = self._value_step(rollout, actor_params)
         self._n_updates += 1
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())

@@ -1,14 +1,19 @@
-"""RL Zoo (``rl_zoo3``) integration: the ``trpo_plus`` algorithm, its hyperparameter file and its Optuna sampler.
+"""RL Zoo (``rl_zoo3``) integration: the ``trpo_plus`` algorithm, its hyperparameter file and its Optuna sampler,
+and the same for the policy families ``trpo_plus_mask`` (:class:`~sb3_trpo_plus.maskable.MaskableTRPOPlus`) and
+``trpo_plus_lstm`` (:class:`~sb3_trpo_plus.recurrent.RecurrentTRPOPlus`), named after the Zoo's ``ppo_mask`` and
+``ppo_lstm``.
 
 Nothing needs to be called by hand: the interpreter-start hook installed with the package
 (``sb3_trpo_plus_zoo.pth`` -> ``_sb3_trpo_plus_zoo_hook``) calls :func:`_on_zoo_import` right after each of
 these Zoo modules has been executed:
 
 - ``rl_zoo3.utils``: ``ALGOS["trpo_plus"] = TRPOPlus`` (read by train, enjoy, record_video, record_training,
-  push_to_hub, load_from_hub and the ``rl_zoo3`` command, all of which hold the same dict object);
-- ``rl_zoo3.hyperparams_opt``: ``HYPERPARAMS_SAMPLER["trpo_plus"]`` and ``HYPERPARAMS_CONVERTER["trpo_plus"]``;
-- ``rl_zoo3.exp_manager``: for ``--algo trpo_plus`` without ``-conf``, ``ExperimentManager`` reads
-  :func:`hyperparams_path` (shipped inside the wheel) instead of ``<rl_zoo3>/hyperparams/trpo_plus.yml``,
+  push_to_hub, load_from_hub and the ``rl_zoo3`` command, all of which hold the same dict object), likewise
+  ``trpo_plus_mask`` and ``trpo_plus_lstm``; and the gymnasium ids of sb3-contrib's masked test envs
+  (:data:`MASKED_ENVS`), so that ``--algo trpo_plus_mask`` has an env with ``action_masks()`` to train on;
+- ``rl_zoo3.hyperparams_opt``: ``HYPERPARAMS_SAMPLER`` and ``HYPERPARAMS_CONVERTER`` of each of the three;
+- ``rl_zoo3.exp_manager``: for ``--algo trpo_plus`` (or a family) without ``-conf``, ``ExperimentManager`` reads
+  :func:`hyperparams_path` (shipped inside the wheel) instead of ``<rl_zoo3>/hyperparams/<algo>.yml``,
   and checks every hyperparameter's name and type before any environment is built; ``-optimize --storage``
   gets a heartbeat and study checks (:mod:`sb3_trpo_plus.study`).
 
@@ -41,6 +46,48 @@ if TYPE_CHECKING:
 
 ALGO_NAME = "trpo_plus"
 HYPERPARAMS_FILENAME = f"{ALGO_NAME}.yml"
+MASK_ALGO_NAME = "trpo_plus_mask"
+LSTM_ALGO_NAME = "trpo_plus_lstm"
+#: The Zoo names this package registers (each reads ``<name>.yml``)
+ALGO_NAMES = (ALGO_NAME, MASK_ALGO_NAME, LSTM_ALGO_NAME)
+
+#: gymnasium ids registered for ``trpo_plus_mask`` (sb3-contrib's identity envs with ``action_masks()``): the
+#: observation is the state, reward 1 for the action equal to it, 100 steps; a random valid action gets 100 / valid.
+MASKED_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
+    "InvalidActionEnvDiscrete-v0": (
+        "sb3_contrib.common.envs:InvalidActionEnvDiscrete",
+        {"dim": 40, "n_invalid_actions": 30},
+    ),
+    "InvalidActionEnvMultiDiscrete-v0": (
+        "sb3_contrib.common.envs:InvalidActionEnvMultiDiscrete",
+        {"dims": [5, 5, 5], "n_invalid_actions": 9},
+    ),
+}
+
+
+def algorithm_class(algo: str) -> type[TRPOPlus]:
+    """The class registered under the Zoo name ``algo`` (one of :data:`ALGO_NAMES`)."""
+    if algo == MASK_ALGO_NAME:
+        from sb3_trpo_plus.maskable import MaskableTRPOPlus
+
+        return MaskableTRPOPlus
+    if algo == LSTM_ALGO_NAME:
+        from sb3_trpo_plus.recurrent import RecurrentTRPOPlus
+
+        return RecurrentTRPOPlus
+    if algo == ALGO_NAME:
+        return TRPOPlus
+    raise ValueError(f"Invalid algo {algo!r}: expected one of {ALGO_NAMES}")
+
+
+def register_masked_envs() -> None:
+    """Register :data:`MASKED_ENVS` with gymnasium (ids already registered are left as they are)."""
+    import gymnasium as gym
+
+    for env_id, (entry_point, kwargs) in MASKED_ENVS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs)
+
 
 #: Keys of a Zoo hyperparameter entry that the Zoo consumes itself (they never reach the constructor).
 ZOO_KEYS = frozenset(
@@ -63,18 +110,19 @@ ACTIVATION_FNS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, 
 SCHEDULE_KEYS = ("learning_rate", "target_kl")
 
 
-def hyperparams_path() -> Path:
+def hyperparams_path(algo: str = ALGO_NAME) -> Path:
     """
-    Path of the shipped ``trpo_plus.yml``: ``sb3_trpo_plus/hyperparams/`` in a wheel install,
-    the top-level ``hyperparams/`` folder in a source checkout or an editable install.
+    Path of the shipped ``<algo>.yml`` (``trpo_plus.yml`` by default): ``sb3_trpo_plus/hyperparams/`` in a wheel
+    install, the top-level ``hyperparams/`` folder in a source checkout or an editable install.
     """
+    filename = f"{algo}.yml"
     package_dir = Path(__file__).resolve().parent
-    candidates = [directory / "hyperparams" / HYPERPARAMS_FILENAME for directory in (package_dir, package_dir.parent)]
+    candidates = [directory / "hyperparams" / filename for directory in (package_dir, package_dir.parent)]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"sb3-trpo-plus ships {HYPERPARAMS_FILENAME} but it is missing (looked at {', '.join(map(str, candidates))}); "
+        f"sb3-trpo-plus ships {filename} but it is missing (looked at {', '.join(map(str, candidates))}); "
         "reinstall the package or pass a file with -conf"
     )
 
@@ -102,6 +150,8 @@ def convert_trpo_plus_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
         policy_kwargs["net_arch"] = NET_ARCHS[params.pop("net_arch")]
     if "activation_fn" in params:
         policy_kwargs["activation_fn"] = ACTIVATION_FNS[params.pop("activation_fn")]
+    if "lstm_hidden_size" in params:  # trpo_plus_lstm
+        policy_kwargs["lstm_hidden_size"] = params.pop("lstm_hidden_size")
     if policy_kwargs:
         params["policy_kwargs"] = policy_kwargs
     return params
@@ -147,9 +197,19 @@ def sample_trpo_plus_params(trial: optuna.Trial, n_actions: int, n_envs: int, ad
     return convert_trpo_plus_params(sampled)
 
 
+def sample_trpo_plus_lstm_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Optuna sampler for RecurrentTRPOPlus (``HYPERPARAMS_SAMPLER["trpo_plus_lstm"]``): TRPOPlus's
+    (:func:`sample_trpo_plus_params`) and the LSTM's size.
+    """
+    params = sample_trpo_plus_params(trial, n_actions, n_envs, additional_args)
+    params.setdefault("policy_kwargs", {})["lstm_hidden_size"] = trial.suggest_categorical("lstm_hidden_size", [32, 64, 128])
+    return params
+
+
 # --------------------------------------------------------------------------- hyperparameter checks
 def _constructor_defaults() -> dict[str, Any]:
-    """TRPOPlus's constructor arguments a hyperparameter file may set, with their defaults."""
+    """The constructor arguments a hyperparameter file may set, with their defaults (the same for the families)."""
     parameters = inspect.signature(TRPOPlus.__init__).parameters
     return {name: p.default for name, p in parameters.items() if name != "self" and name not in ZOO_SET_ARGUMENTS}
 
@@ -167,7 +227,9 @@ def _is_linear_schedule(value: str) -> bool:
         return False
 
 
-def check_hyperparams(hyperparams: dict[str, Any], where: str = "", sources: dict[str, str] | None = None) -> None:
+def check_hyperparams(
+    hyperparams: dict[str, Any], where: str = "", sources: dict[str, str] | None = None, algo: str = ALGO_NAME
+) -> None:
     """
     Check a Zoo hyperparameter entry for ``trpo_plus`` before anything is built.
 
@@ -178,6 +240,7 @@ def check_hyperparams(hyperparams: dict[str, Any], where: str = "", sources: dic
     :param hyperparams: the entry, after the Zoo merged ``--hyperparams`` and ``--trial-id`` into it
     :param where: where the entry comes from, for the message
     :param sources: where single keys come from instead of ``where`` (e.g. ``--hyperparams`` on the command line)
+    :param algo: the Zoo name the entry is for, for the message
     """
     defaults = _constructor_defaults()
     known = set(defaults) | ZOO_KEYS
@@ -186,11 +249,11 @@ def check_hyperparams(hyperparams: dict[str, Any], where: str = "", sources: dic
         suffix = f" ({source})" if source else ""
         if key not in known:
             if key in ZOO_SET_ARGUMENTS:
-                raise ValueError(f"Invalid hyperparameter {key!r} for {ALGO_NAME}{suffix}: the RL Zoo sets it itself")
+                raise ValueError(f"Invalid hyperparameter {key!r} for {algo}{suffix}: the RL Zoo sets it itself")
             close = difflib.get_close_matches(key, sorted(known), n=3)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "."
             raise ValueError(
-                f"Unknown hyperparameter {key!r} for {ALGO_NAME}{suffix}{hint} "
+                f"Unknown hyperparameter {key!r} for {algo}{suffix}{hint} "
                 f"Known: TRPOPlus arguments {sorted(defaults)} and RL Zoo keys {sorted(ZOO_KEYS)}"
             )
         default = defaults.get(key)
@@ -209,7 +272,7 @@ def check_hyperparams(hyperparams: dict[str, Any], where: str = "", sources: dic
         else:
             continue
         if not ok:
-            raise ValueError(f"Invalid hyperparameter {key}={value!r} for {ALGO_NAME}{suffix}: expected {expected}")
+            raise ValueError(f"Invalid hyperparameter {key}={value!r} for {algo}{suffix}: expected {expected}")
 
 
 def make_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
@@ -228,12 +291,17 @@ def make_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- registration
 def _register_algorithm(utils: ModuleType) -> None:
-    utils.ALGOS[ALGO_NAME] = TRPOPlus
+    for algo in ALGO_NAMES:
+        utils.ALGOS[algo] = algorithm_class(algo)
+    register_masked_envs()
 
 
 def _register_optuna(hyperparams_opt: ModuleType) -> None:
-    hyperparams_opt.HYPERPARAMS_SAMPLER[ALGO_NAME] = sample_trpo_plus_params
-    hyperparams_opt.HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_trpo_plus_params
+    samplers = {ALGO_NAME: sample_trpo_plus_params, MASK_ALGO_NAME: sample_trpo_plus_params}
+    samplers[LSTM_ALGO_NAME] = sample_trpo_plus_lstm_params
+    for algo, sampler in samplers.items():
+        hyperparams_opt.HYPERPARAMS_SAMPLER[algo] = sampler
+        hyperparams_opt.HYPERPARAMS_CONVERTER[algo] = convert_trpo_plus_params
 
 
 def _patch_experiment_manager(exp_manager: ModuleType) -> None:
@@ -248,19 +316,19 @@ def _patch_experiment_manager(exp_manager: ModuleType) -> None:
     @functools.wraps(original_init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
-        if self.algo == ALGO_NAME and init_signature.bind(self, *args, **kwargs).arguments.get("config") is None:
-            self.config = str(hyperparams_path())
+        if self.algo in ALGO_NAMES and init_signature.bind(self, *args, **kwargs).arguments.get("config") is None:
+            self.config = str(hyperparams_path(self.algo))
 
     @functools.wraps(original_read)
     def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         hyperparams, saved_hyperparams = original_read(self)
-        if self.algo == ALGO_NAME:
+        if self.algo in ALGO_NAMES:
             env = f"env {self.env_name.gym_id}"
             where = f"{env}, hyperparameters from {self.config}"
             if self.storage and self.study_name and self.trial_id:
                 where += f" or trial {self.trial_id} of Optuna study {self.study_name!r}"
             command_line = f"{env}, --hyperparams on the command line"
-            check_hyperparams(hyperparams, where, dict.fromkeys(self.custom_hyperparams or {}, command_line))
+            check_hyperparams(hyperparams, where, dict.fromkeys(self.custom_hyperparams or {}, command_line), self.algo)
             make_schedules(hyperparams)  # the saved copy keeps the string, for config.yml
         return hyperparams, saved_hyperparams
 
@@ -293,10 +361,17 @@ def register() -> None:
 
 __all__ = [
     "ALGO_NAME",
+    "ALGO_NAMES",
+    "LSTM_ALGO_NAME",
+    "MASKED_ENVS",
+    "MASK_ALGO_NAME",
+    "algorithm_class",
     "check_hyperparams",
     "convert_trpo_plus_params",
     "hyperparams_path",
     "make_schedules",
     "register",
+    "register_masked_envs",
+    "sample_trpo_plus_lstm_params",
     "sample_trpo_plus_params",
 ]

@@ -1,0 +1,234 @@
+"""RecurrentTRPOPlus: TRPOPlus for LSTM policies, on sb3-contrib's recurrent parts.
+
+The natural-gradient step is TRPOPlus's own (:meth:`TRPOPlus._policy_step`); this class only says how a batch's
+action distribution is built. ``train()`` takes the whole rollout from sb3-contrib's ``RecurrentRolloutBuffer`` as
+padded sequences (cut at episode starts, each with the LSTM state stored when its first step was collected), runs
+the actor's LSTM along every sequence from that state (``RecurrentActorCriticPolicy._process_sequence``, as
+``RecurrentPPO`` does per minibatch) and keeps the rows of real steps only: the padding never reaches the action
+distribution, so the surrogate, the KL, the Fisher-vector products (Gauss-Newton through autograd, back through the
+LSTM) and the line search are all means over the real steps. The critic is regressed through its own LSTM (or the
+shared one, whose output it sees detached, so the actor's parameters do not move) on sequence minibatches.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, NamedTuple, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from sb3_contrib.ppo_recurrent import RecurrentPPO
+from sb3_contrib.ppo_recurrent.policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import BaseModel, BasePolicy
+from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs
+from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
+
+from sb3_trpo_plus._families import reporting_non_finite_observations
+from sb3_trpo_plus.trpo_plus import PolicyStepStats, TRPOPlus
+
+SelfRecurrentTRPOPlus = TypeVar("SelfRecurrentTRPOPlus", bound="RecurrentTRPOPlus")
+
+
+class SequenceInput(NamedTuple):
+    """What the recurrent policy acts on in ``train()``: padded sequences and the rows of their real steps."""
+
+    #: observations of the padded sequences, flattened to ``(n_seq * max_length, ...)``
+    observations: PyTorchObs
+    #: the actor's LSTM (hidden, cell) states at the start of each sequence, ``(n_layers, n_seq, hidden_size)``
+    lstm_states: tuple[th.Tensor, th.Tensor]
+    #: 1.0 where an episode starts (the LSTM state is reset there), flattened like ``observations``
+    episode_starts: th.Tensor
+    #: indices of the rows (real steps, not padding) the distribution is built for
+    rows: th.Tensor
+
+
+class RecurrentTRPOPlus(TRPOPlus):
+    """
+    TRPOPlus for recurrent (LSTM) policies (sb3-contrib's ``RecurrentPPO`` parts): a drop-in for ``RecurrentPPO``
+    with TRPO's update.
+
+    Same arguments as :class:`~sb3_trpo_plus.TRPOPlus`. The policies ``MlpLstmPolicy``, ``CnnLstmPolicy`` and
+    ``MultiInputLstmPolicy`` are sb3-contrib's ``RecurrentActorCriticPolicy`` family (``policy_kwargs``:
+    ``lstm_hidden_size``, ``n_lstm_layers``, ``shared_lstm``, ``enable_critic_lstm``, ...); rollouts go to
+    ``RecurrentRolloutBuffer`` (or ``RecurrentDictRolloutBuffer``) with the LSTM states of every step.
+    The policy step uses the whole rollout, as sequences from their stored LSTM states (``sub_sampling_factor``
+    and ``fisher_sub_sampling`` keep every k-th step, each still evaluated with its whole history); the critic's
+    regression runs ``n_critic_updates`` passes over minibatches of about ``batch_size`` steps, cut into sequences
+    as ``RecurrentPPO`` cuts them. ``predict(obs, state=..., episode_start=...)`` works as in ``RecurrentPPO``.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpLstmPolicy": MlpLstmPolicy,
+        "CnnLstmPolicy": CnnLstmPolicy,
+        "MultiInputLstmPolicy": MultiInputLstmPolicy,
+    }
+    policy: RecurrentActorCriticPolicy
+    rollout_buffer: RecurrentRolloutBuffer  # type: ignore[assignment]
+    _last_lstm_states: RNNStates | None = None
+
+    def _setup_model(self) -> None:
+        if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, RecurrentActorCriticPolicy)):
+            raise ValueError(
+                f"Invalid policy {self.policy_class!r}: RecurrentTRPOPlus needs a recurrent policy of sb3-contrib's "
+                "RecurrentActorCriticPolicy family ('MlpLstmPolicy', 'CnnLstmPolicy', 'MultiInputLstmPolicy'); "
+                "use TRPOPlus for a feed-forward policy"
+            )
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
+        )
+        self.policy = self.policy.to(self.device)
+
+        lstm = self.policy.lstm_actor
+        state_shape = (lstm.num_layers, self.n_envs, lstm.hidden_size)
+        zeros = lambda: th.zeros(state_shape, device=self.device)  # noqa: E731
+        self._last_lstm_states = RNNStates((zeros(), zeros()), (zeros(), zeros()))
+
+        if self.rollout_buffer_class is None:
+            dict_obs = isinstance(self.observation_space, spaces.Dict)
+            self.rollout_buffer_class = RecurrentDictRolloutBuffer if dict_obs else RecurrentRolloutBuffer
+        elif not issubclass(self.rollout_buffer_class, RecurrentRolloutBuffer | RecurrentDictRolloutBuffer):
+            raise ValueError(
+                f"Invalid rollout_buffer_class={self.rollout_buffer_class.__name__}: RecurrentTRPOPlus stores the LSTM "
+                "states, so it needs sb3-contrib's RecurrentRolloutBuffer or RecurrentDictRolloutBuffer (or a subclass)"
+            )
+        self.rollout_buffer = self.rollout_buffer_class(  # type: ignore[assignment]
+            self.n_steps,
+            self.observation_space,
+            self.action_space,
+            (self.n_steps, lstm.num_layers, self.n_envs, lstm.hidden_size),
+            self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+            **self.rollout_buffer_kwargs,
+        )
+        self._use_fused_adam()
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_last_lstm_states"]
+
+    # ------------------------------------------------------------------ the family's hooks
+    def _distribution(self, policy_input: SequenceInput) -> Distribution:  # type: ignore[override]
+        """
+        The actor's distribution at the rows ``policy_input.rows``, each evaluated along its sequence from the
+        sequence's stored LSTM state (resetting the state where an episode starts).
+        """
+        policy = self.policy
+        features = BaseModel.extract_features(policy, policy_input.observations, policy.pi_features_extractor)
+        starts = policy_input.episode_starts
+        latent, _ = policy._process_sequence(features, policy_input.lstm_states, starts, policy.lstm_actor)
+        latent = policy.mlp_extractor.forward_actor(latent[policy_input.rows])
+        return copy.copy(policy._get_action_dist_from_latent(latent))
+
+    def _policy_batch(self, rollout: Any) -> tuple[SequenceInput, th.Tensor, th.Tensor, th.Tensor]:
+        rows = th.nonzero(rollout.mask > 1e-8).flatten()[:: self.sub_sampling_factor]
+        actions = rollout.actions[rows]
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        policy_input = SequenceInput(rollout.observations, rollout.lstm_states.pi, rollout.episode_starts, rows)
+        return policy_input, actions, rollout.old_log_prob[rows], rollout.advantages[rows]
+
+    def _subsample(self, policy_input: SequenceInput, every: slice) -> SequenceInput:
+        return policy_input._replace(rows=policy_input.rows[every])
+
+    def _policy_step(  # type: ignore[override]
+        self, obs: SequenceInput, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor
+    ) -> tuple[list[nn.Parameter], PolicyStepStats]:
+        # The Fisher-vector products differentiate the LSTM's backward pass, which cuDNN's LSTM cannot do.
+        with th.backends.cudnn.flags(enabled=False):
+            return super()._policy_step(obs, actions, old_log_prob, advantages)  # type: ignore[arg-type]
+
+    def _value_step(self, rollout: Any, actor_params: list[nn.Parameter]) -> float:
+        """
+        Regression of V on the returns through the critic's LSTM: ``n_critic_updates`` passes over the buffer's
+        sequence minibatches (``RecurrentRolloutBuffer.get(batch_size)``), the padding masked out of the loss;
+        the actor's parameters get no gradient.
+
+        :return: the mean minibatch loss (NaN when ``n_critic_updates == 0``)
+        """
+        actor_ids = {id(param) for param in actor_params}
+        critic_params = [p for p in self.policy.parameters() if p.requires_grad and id(p) not in actor_ids]
+        if not critic_params or self.n_critic_updates == 0:
+            return float("nan")
+        policy, optimizer = self.policy, self.policy.optimizer
+        losses = []
+        for _ in range(self.n_critic_updates):
+            for data in self.rollout_buffer.get(self.batch_size):
+                real = data.mask > 1e-8
+                vf_states = data.lstm_states.vf
+                values = policy.predict_values(data.observations, vf_states, data.episode_starts).flatten()  # type: ignore[arg-type]
+                value_loss = (data.returns - values)[real].square().mean()
+                optimizer.zero_grad(set_to_none=True)
+                value_loss.backward(inputs=critic_params)
+                optimizer.step()
+                losses.append(value_loss.detach())
+        return th.stack(losses).mean().item()
+
+    # ------------------------------------------------------------------ rollouts
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+    ) -> bool:
+        """``RecurrentPPO``'s rollout collection: the LSTM states are carried from step to step and stored."""
+        with reporting_non_finite_observations(self):
+            return RecurrentPPO.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[arg-type]
+
+    def learn(
+        self: SelfRecurrentTRPOPlus,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "RecurrentTRPOPlus",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfRecurrentTRPOPlus:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """
+        The policy's action and next LSTM state, as ``RecurrentPPO.predict``: pass back the returned ``state`` at
+        the next call, and ``episode_start`` (one bool per environment) to reset it where an episode starts.
+
+        :param observation: the observation(s)
+        :param state: the LSTM's (hidden, cell) states from the previous call, ``None`` at the start
+        :param episode_start: whether each observation starts an episode
+        :param deterministic: whether to take the most likely action instead of sampling
+        :return: the action(s) and the LSTM state to pass next time
+        """
+        if state is not None:
+            expected = self.policy.lstm_hidden_state_shape
+            if len(state) != 2 or any(np.ndim(part) != 3 or np.shape(part)[::2] != expected[::2] for part in state):
+                raise ValueError(
+                    f"Invalid state: expected the (hidden, cell) pair that predict() returned, each of shape "
+                    f"({expected[0]}, n_envs, {expected[2]}), not {[np.shape(part) for part in state]}"
+                )
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+
+__all__ = ["RecurrentTRPOPlus"]
