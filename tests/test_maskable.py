@@ -26,7 +26,7 @@ from sb3_trpo_plus import MaskableTRPOPlus
 from sb3_trpo_plus.fisher import CategoricalFisher
 from sb3_trpo_plus.maskable import MaskedInput
 from sb3_trpo_plus.natural_gradient import hessian_fvp
-from tests.test_update import collect
+from tests.helpers import collect
 
 SMALL = {"net_arch": {"pi": [5], "vf": [5]}}
 
@@ -151,6 +151,11 @@ def test_update_stays_in_trust_region_and_improves(case: str, target_kl: float) 
     assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
     assert model.logger.name_to_value["train/kl"] == pytest.approx(kl, rel=1e-4, abs=1e-7)
     assert np.isfinite(model.logger.name_to_value["train/entropy"])
+    # sb3-contrib's figure: KL(new || old), summed over sub-spaces, averaged over MultiBinary dimensions
+    with th.no_grad():
+        reverse = trpo_module.joint_kl(model.policy.get_distribution(obs, action_masks=masks), old)
+    per_dimension = reverse / (3 if case == "multibinary" else 1)
+    assert model.logger.name_to_value["train/kl_divergence_loss"] == pytest.approx(float(per_dimension.mean()), rel=1e-5)
 
 
 def test_update_uses_the_masked_gauss_newton_fisher(monkeypatch: pytest.MonkeyPatch) -> None:

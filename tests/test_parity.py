@@ -115,7 +115,7 @@ def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: i
     the same initial weights moves the actor as sb3_contrib.TRPO does, with or without gSDE."""
     from torch.nn.utils import parameters_to_vector
 
-    from tests.test_update import collect
+    from tests.helpers import collect
 
     env = make_vec_env(env_id, n_envs=2, seed=0)
     common = {"n_steps": 256, "n_critic_updates": 0, "cg_max_steps": 10, "seed": 0}

@@ -20,7 +20,7 @@ import sb3_trpo_plus.trpo_plus as trpo_module
 from sb3_trpo_plus import RecurrentTRPOPlus, TRPOPlus
 from sb3_trpo_plus.natural_gradient import hessian_fvp
 from sb3_trpo_plus.recurrent import SequenceInput
-from tests.test_update import collect
+from tests.helpers import collect
 
 TINY = {"lstm_hidden_size": 3, "net_arch": {"pi": [], "vf": []}}
 
