@@ -35,6 +35,7 @@ Usage::
     python benchmarks/speed/bench_speed.py                  # everything (~3 min on 2 cores)
     python benchmarks/speed/bench_speed.py --runs 3 --readme  # three full runs: min/median/max ratios, README table
     python benchmarks/speed/bench_speed.py --only threads --readme   # the default thread count, idle and busy
+    python benchmarks/speed/bench_speed.py --hog --no-write         # the timings with one CPU-bound process beside
     python benchmarks/speed/bench_speed.py --only step,train --reps 15
     python benchmarks/speed/bench_speed.py --profile        # where TRPOPlus's time goes (no results written)
     python benchmarks/speed/bench_speed.py --code-ref HEAD  # the committed TRPOPlus, not the working tree's
@@ -1108,6 +1109,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="full runs of the timings; ratios as median [min, max]")
     parser.add_argument("--readme", action="store_true", help="also rewrite the README's speed-table block")
     parser.add_argument("--threads-steps", type=int, default=4096, help="threads: environment steps per learn()")
+    parser.add_argument("--hog", action="store_true", help="one CPU-bound process runs beside the timings (busy machine)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replot:
@@ -1154,6 +1156,7 @@ def main() -> int:
         cases += [("step", STEP_SMALL, args.reps, 3), ("step", STEP_LARGE, args.large_reps, 1)]
     if "train" in only:
         cases += [("train", TRAIN_ZOO, args.reps, 2)]
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
     runs = []
     for run in range(args.runs):
         log(f"full run {run + 1} of {args.runs}:")
@@ -1168,6 +1171,9 @@ def main() -> int:
             log("memory (fresh subprocess per run):")
             rows += bench_memory([SB3, PLUS] + ([f"{PLUS}_fss{fss}"] if fss else []), args.memory_reps, log)
         runs.append(rows)
+    if hog is not None:
+        hog.kill()
+        hog.wait()
     rows = combine_runs(runs) if args.runs > 1 else runs[0]
     if args.runs > 1:
         for row in rows:
