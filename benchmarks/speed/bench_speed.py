@@ -1158,22 +1158,24 @@ def main() -> int:
         cases += [("train", TRAIN_ZOO, args.reps, 2)]
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
     runs = []
-    for run in range(args.runs):
-        log(f"full run {run + 1} of {args.runs}:")
-        rows = []
-        if cases:
-            log("timings (train() on identical buffers):")
-            rows += bench_train_cases(cases, fss, log)
-        if "e2e" in only:
-            log("end to end (learn() on HalfCheetah-v5):")
-            rows += bench_e2e(args.e2e_steps, args.e2e_reps, log)
-        if "memory" in only:
-            log("memory (fresh subprocess per run):")
-            rows += bench_memory([SB3, PLUS] + ([f"{PLUS}_fss{fss}"] if fss else []), args.memory_reps, log)
-        runs.append(rows)
-    if hog is not None:
-        hog.kill()
-        hog.wait()
+    try:
+        for run in range(args.runs):
+            log(f"full run {run + 1} of {args.runs}:")
+            rows = []
+            if cases:
+                log("timings (train() on identical buffers):")
+                rows += bench_train_cases(cases, fss, log)
+            if "e2e" in only:
+                log("end to end (learn() on HalfCheetah-v5):")
+                rows += bench_e2e(args.e2e_steps, args.e2e_reps, log)
+            if "memory" in only:
+                log("memory (fresh subprocess per run):")
+                rows += bench_memory([SB3, PLUS] + ([f"{PLUS}_fss{fss}"] if fss else []), args.memory_reps, log)
+            runs.append(rows)
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
     rows = combine_runs(runs) if args.runs > 1 else runs[0]
     if args.runs > 1:
         for row in rows:
