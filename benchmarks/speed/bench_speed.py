@@ -409,10 +409,12 @@ def summarize(benchmark: str, case: Case | str, times: dict[str, list[float]], *
     return rows
 
 
-def bench_train_cases(cases: list[tuple[str, Case, int, int]], fss: int, log: Callable) -> list[dict[str, Any]]:
+def bench_train_cases(
+    cases: list[tuple[str, Case, int, int]], fss: int, log: Callable, variants: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     rows = []
     for benchmark, case, reps, warmup in cases:
-        algos = [SB3, PLUS] + ([f"{PLUS}_fss{fss}"] if fss > 1 else [])
+        algos = [SB3, PLUS] + ([f"{PLUS}_fss{fss}"] if fss > 1 else []) + list(variants)
         contestants = build_contestants(case, algos)
         times = alternate(contestants, reps, warmup, timed_train)
         new_rows = summarize(benchmark, case, times)
@@ -1109,6 +1111,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="full runs of the timings; ratios as median [min, max]")
     parser.add_argument("--readme", action="store_true", help="also rewrite the README's speed-table block")
     parser.add_argument("--threads-steps", type=int, default=4096, help="threads: environment steps per learn()")
+    parser.add_argument(
+        "--variants", default="", help="extra TRPOPlus labels timed in step and train, e.g. trpo_plus_damping0.1"
+    )
     parser.add_argument("--hog", action="store_true", help="one CPU-bound process runs beside the timings (busy machine)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1164,7 +1169,7 @@ def main() -> int:
             rows = []
             if cases:
                 log("timings (train() on identical buffers):")
-                rows += bench_train_cases(cases, fss, log)
+                rows += bench_train_cases(cases, fss, log, tuple(filter(None, args.variants.split(","))))
             if "e2e" in only:
                 log("end to end (learn() on HalfCheetah-v5):")
                 rows += bench_e2e(args.e2e_steps, args.e2e_reps, log)
@@ -1180,7 +1185,8 @@ def main() -> int:
     if args.runs > 1:
         for row in rows:
             if row["algo"] != SB3:
-                log(f"  over {args.runs} runs: {row['benchmark']:6s} {row['case']:32s} {row['algo']:18s} {_ratio(row)}")
+                key = "memory_ratio_vs_sb3" if row["benchmark"] == "memory" else "speedup_vs_sb3"
+                log(f"  over {args.runs} runs: {row['benchmark']:6s} {row['case']:32s} {row['algo']:18s} {_ratio(row, key)}")
     thread_rows = []
     if "threads" in only:
         log(f"default thread count ({DEFAULT_THREADS} threads; learn() on HalfCheetah-v5):")
