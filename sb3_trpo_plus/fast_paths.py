@@ -28,6 +28,7 @@ optimizer's own ``step``. Each fast path is tested against the generic path it r
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -94,14 +95,16 @@ class Support(NamedTuple):
     reason: str
 
 
+@functools.cache
+def _methods(cls: type) -> frozenset[str]:
+    """The names of the functions and properties of a class (its own and inherited)."""
+    attributes = {name: getattr(cls, name, None) for name in dir(cls)}
+    return frozenset(name for name, value in attributes.items() if inspect.isfunction(value) or isinstance(value, property))
+
+
 def _instance_overrides(module: nn.Module) -> list[str]:
     """Names of methods that ``module`` has replaced on the instance (``module.forward = wrapper``)."""
-    cls = type(module)
-    return [
-        name
-        for name in vars(module)
-        if inspect.isfunction(getattr(cls, name, None)) or isinstance(getattr(cls, name, None), property)
-    ]
+    return sorted(vars(module).keys() & _methods(type(module)))  # type: ignore[arg-type]
 
 
 def _hooks(module: nn.Module) -> list[str]:

@@ -522,10 +522,13 @@ class TRPOPlus(OnPolicyAlgorithm):
 
         theta_old = parameters_to_vector(actor_params).detach()
 
+        last_candidate: list[Distribution] = []
+
         def evaluate(theta: th.Tensor) -> tuple[float, float]:
             vector_to_parameters(theta, actor_params)
             with th.no_grad():
                 candidate = self._distribution(obs)
+                last_candidate[:] = [candidate]  # the accepted one, when the search accepts (it stops there)
                 return surrogate_of(candidate).item(), joint_kl(old_distribution, candidate).mean().item()
 
         if beta > 0.0 and bool(th.isfinite(full_step).all()):
@@ -548,7 +551,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         kl_divergence_loss = 0.0
         if accepted:  # sb3-contrib's figure: SB3's kl_divergence(new, old), averaged over states and its dimensions
             with th.no_grad():
-                kl_divergence_loss = self._kl_divergence_loss(self._distribution(obs), old_distribution)
+                kl_divergence_loss = self._kl_divergence_loss(last_candidate[0], old_distribution)
 
         entropy = old_distribution.entropy()
         stats = PolicyStepStats(
