@@ -4,7 +4,8 @@
 interpreter start. :func:`install` only puts a :class:`ZooImportHook` at the front of ``sys.meta_path``:
 this module imports nothing but ``os`` and ``sys`` (both already loaded by ``site``), so Python's start
 stays as fast as before. Once one of the Zoo modules in :data:`TARGETS` has been executed, the hook
-calls :func:`sb3_trpo_plus.zoo._on_zoo_import`, which adds ``trpo_plus`` to that module's tables.
+calls :func:`sb3_trpo_plus.zoo._on_zoo_import`, which adds ``trpo_plus`` (and the families ``trpo_plus_mask``,
+``trpo_plus_lstm``) to that module's tables.
 
 This module lives outside the ``sb3_trpo_plus`` package on purpose: importing any submodule of
 ``sb3_trpo_plus`` runs ``sb3_trpo_plus/__init__.py``, which imports torch.
@@ -38,7 +39,8 @@ def _after_import(fullname: str) -> None:
     except Exception as error:  # never break the Zoo (and its other algorithms) because of us
         import warnings
 
-        warnings.warn(f"sb3-trpo-plus could not register 'trpo_plus' with the RL Zoo ({fullname}): {error!r}", stacklevel=2)
+        message = f"sb3-trpo-plus could not register trpo_plus, trpo_plus_mask and trpo_plus_lstm with the RL Zoo ({fullname})"
+        warnings.warn(f"{message}: {error!r}", stacklevel=2)
 
 
 class _RegisteringLoader:
