@@ -130,10 +130,12 @@ def supports(policy: nn.Module) -> Support:
 
     The policy must be SB3's ``ActorCriticPolicy`` (or a subclass that overrides none of
     :data:`POLICY_METHODS`), with no method replaced on the instance or on any of its modules, no module hooks
-    (on its modules or global), SB3's ``MlpExtractor`` (exactly that class), an ``action_net`` and ``value_net``
+    (on its modules or global), SB3's ``MlpExtractor`` (exactly that class), and an ``action_net`` and ``value_net``
     that with the extractor's ``policy_net``/``value_net`` form chains of ``nn.Linear`` layers and Tanh/ReLU/Identity
-    activations, and an action distribution of :data:`MLP_HEAD_DISTRIBUTIONS` (not gSDE). A wrapper module
-    (``torch.compile``'s ``OptimizedModule``, for example) is not such a policy.
+    activations. A wrapper module (``torch.compile``'s ``OptimizedModule``, for example) is not such a policy.
+    Each path then asks for what its closed form needs of the action distribution: the rollout forward a diagonal
+    Gaussian (not squashed) or categorical one, the Fisher-vector product one of :data:`MLP_HEAD_DISTRIBUTIONS`
+    (gSDE, whose noise depends on the state, takes the autograd product); the critic's fit needs nothing of it.
 
     :param policy: the policy, as the algorithm holds it
     :return: ``(True, "")``, or ``(False, reason)``
@@ -157,8 +159,6 @@ def supports(policy: nn.Module) -> Support:
         return Support(False, f"torch has {', '.join(global_hooks)} registered")
     if type(policy.mlp_extractor) is not MlpExtractor:
         return Support(False, f"the mlp_extractor is a {type(policy.mlp_extractor).__name__}, not SB3's MlpExtractor")
-    if type(policy.action_dist) not in MLP_HEAD_DISTRIBUTIONS:
-        return Support(False, f"the action distribution is a {type(policy.action_dist).__name__}")
     if _chain(policy, "policy_net", "action_net") is None or _chain(policy, "value_net", "value_net") is None:
         return Support(False, "the actor or critic head is not a chain of Linear layers with Tanh/ReLU activations")
     return Support(True, "")
@@ -504,8 +504,9 @@ def fisher_vector_product(
 ) -> tuple[list[nn.Parameter], MatVec] | None:
     """
     The damped Fisher-vector product ``v -> (F + damping I) v`` in closed form, for a policy that
-    :func:`supports` accepts whose actor's parameters are exactly the actor chain's (and the state-independent
-    ``log_std``): no features extractor with trainable parameters. ``None`` for any other actor.
+    :func:`supports` accepts with an action distribution of :data:`MLP_HEAD_DISTRIBUTIONS` and whose actor's
+    parameters are exactly the actor chain's (and the state-independent ``log_std``): no features extractor with
+    trainable parameters. ``None`` for any other actor (gSDE included).
 
     :param obs: the batch the Fisher is taken on
     :param actor_params: the parameters the surrogate depends on
@@ -514,7 +515,7 @@ def fisher_vector_product(
     """
     fisher = fisher_for(policy.action_dist)
     chain = _chain(policy, "policy_net", "action_net")
-    if fisher is None or chain is None:
+    if type(policy.action_dist) not in MLP_HEAD_DISTRIBUTIONS or fisher is None or chain is None:
         return None
     log_std = [policy.log_std] if isinstance(fisher, GaussianFisher) else []
     ordered = [*chain.layer_params, *log_std]

@@ -151,7 +151,6 @@ GUARD_CASES: dict[str, tuple[Callable[[], TRPOPlus], str]] = {
         lambda: (model := TRPOPlus("MlpPolicy", "Pendulum-v1"), model.policy.action_net.register_forward_hook(print))[0],
         "policy.action_net has forward_hooks",
     ),
-    "gSDE": (lambda: TRPOPlus("MlpPolicy", "Pendulum-v1", use_sde=True), "StateDependentNoiseDistribution"),
     "compiled": (
         lambda: (model := TRPOPlus("MlpPolicy", "Pendulum-v1"), setattr(model, "policy", th.compile(model.policy)))[0],
         "OptimizedModule",
@@ -175,6 +174,25 @@ def test_guard_declines_what_it_cannot_prove(case: str) -> None:
     support = fast_paths.supports(make().policy)
     assert not support.ok
     assert reason in support.reason
+
+
+def test_gsde_keeps_the_critic_fast_path_only() -> None:
+    """gSDE's noise depends on the state: no closed-form rollout forward or Fisher product, but the critic's fit (which
+    does not involve the action distribution) still qualifies."""
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, use_sde=True, seed=0)
+    assert fast_paths.supports(model.policy).ok
+    assert fast_paths.rollout_forward(model.policy) is None
+    collect(model)
+    obs, actions, _, _ = batch(model)
+    distribution = model._distribution(obs)
+    all_params = list(model.policy.parameters())
+    grads = th.autograd.grad(distribution.log_prob(actions).sum(), all_params, allow_unused=True)
+    actor = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
+    assert fast_paths.fisher_vector_product(model.policy, obs, actor, 0.1, distribution) is None
+    critic = [p for p in all_params if not any(p is q for q in actor)]
+    returns = th.as_tensor(model.rollout_buffer.returns.flatten(), device=model.device)
+    minibatches = iter([th.arange(32, device=model.device)])
+    assert fast_paths.fit_critic(model.policy, obs, returns, critic, minibatches) is not None
 
 
 def test_guard_declines_global_module_hooks() -> None:
@@ -408,11 +426,11 @@ def test_non_fused_adam_step_stays_on_the_cpu() -> None:
 
 
 def test_reason_is_printed_once_at_verbose_1(capsys: pytest.CaptureFixture) -> None:
-    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, use_sde=True, verbose=1, seed=0)
-    model.learn(192)
-    message = "generic (autograd) paths, not the MLP fast paths: the action distribution is a StateDependentNoiseDistribution"
+    kwargs = {"n_steps": 64, "batch_size": 64, "policy_kwargs": {"activation_fn": nn.Sigmoid}, "verbose": 1}
+    TRPOPlus("MlpPolicy", "Pendulum-v1", seed=0, **kwargs).learn(192)  # type: ignore[arg-type]
+    message = "generic (autograd) paths, not the MLP fast paths: the actor or critic head is not a chain"
     assert capsys.readouterr().out.count(message) == 1
-    TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, use_sde=True, fast_paths=False, verbose=1).learn(128)
+    TRPOPlus("MlpPolicy", "Pendulum-v1", fast_paths=False, **kwargs).learn(128)  # type: ignore[arg-type]
     assert "fast paths" not in capsys.readouterr().out
 
 
