@@ -34,9 +34,8 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_trpo_plus._families import reporting_non_finite_observations
 from sb3_trpo_plus.fisher import CategoricalFisher, DistributionFisher, joint_kl
-from sb3_trpo_plus.trpo_plus import TRPOPlus, _index_obs
+from sb3_trpo_plus.trpo_plus import TRPOPlus, _index_obs, reporting_non_finite_observations
 
 SelfMaskableTRPOPlus = TypeVar("SelfMaskableTRPOPlus", bound="MaskableTRPOPlus")
 

@@ -31,8 +31,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from sb3_trpo_plus._families import reporting_non_finite_observations
-from sb3_trpo_plus.trpo_plus import PolicyStepStats, TRPOPlus
+from sb3_trpo_plus.trpo_plus import PolicyStepStats, TRPOPlus, reporting_non_finite_observations
 
 SelfRecurrentTRPOPlus = TypeVar("SelfRecurrentTRPOPlus", bound="RecurrentTRPOPlus")
 

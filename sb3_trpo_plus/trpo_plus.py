@@ -58,6 +58,21 @@ def _all_finite(array: np.ndarray | dict[str, np.ndarray]) -> bool:
     return all(np.isfinite(value).all() for value in values)
 
 
+@contextlib.contextmanager
+def reporting_non_finite_observations(model: OnPolicyAlgorithm) -> Iterator[None]:
+    """
+    Around a rollout collection: a ``ValueError`` raised while the last observation holds NaN or infinite values
+    (the policy could not act on it) is reported as :class:`NonFiniteObservationError`. Used by every TRPOPlus
+    algorithm's ``collect_rollouts``.
+    """
+    try:
+        yield
+    except ValueError as error:
+        if not isinstance(error, NonFiniteObservationError) and not _all_finite(model._last_obs):  # type: ignore[arg-type]
+            raise NonFiniteObservationError(NON_FINITE_OBSERVATION) from error
+        raise
+
+
 def _index_obs(obs: PyTorchObs, index: th.Tensor | slice) -> PyTorchObs:
     """Rows ``index`` of a batch of observations (a tensor or a dict of tensors)."""
     if isinstance(obs, dict):
@@ -431,14 +446,10 @@ class TRPOPlus(OnPolicyAlgorithm):
         (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
         """
         forward = fast_paths.rollout_forward(self.policy) if self._fast_paths_apply() else None
-        try:
+        with reporting_non_finite_observations(self):
             if forward is not None:
                 return fast_paths.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, forward)
             return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
-        except ValueError as error:
-            if not isinstance(error, NonFiniteObservationError) and not _all_finite(self._last_obs):  # type: ignore[arg-type]
-                raise NonFiniteObservationError(NON_FINITE_OBSERVATION) from error
-            raise
 
     # --------------------------------------------------------------- Fisher-vector products
     def _autograd_fisher_vector_product(
