@@ -1,0 +1,140 @@
+"""The one-liner benchmark: ``ALGO("MlpPolicy", gym.make(ENV), seed=S, **config).learn(N)`` with no wrapper and
+no YAML, then 10 deterministic episodes; one row per run appended to ``runs.csv`` (tidy, under a file lock).
+
+Configurations (``--config``):
+
+* ``new``: TRPOPlus with its defaults (observation and value normalization, ``target_kl="auto"``);
+* ``today``: TRPOPlus's defaults before normalization (``normalize_observations=False, normalize_values=False,
+  target_kl=0.01``);
+* ``norm``: normalization on, ``target_kl=0.01`` (a screening candidate);
+* ``sb3_contrib``: ``sb3_contrib.TRPO`` with its defaults.
+
+Usage::
+
+    python benchmarks/defaults/run.py --config new --env HalfCheetah-v5 --seed 0 --steps 1000000
+
+Seeds 0-9 are benchmark seeds, 100-199 tuning seeds (see RULE.md). One torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fcntl
+import inspect
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TABLE = HERE / "runs.csv"
+FIELDS = [
+    "config",
+    "env",
+    "seed",
+    "steps",
+    "final_mean",
+    "final_std",
+    "final_returns",
+    "wall_time_s",
+    "kwargs",
+    "ignored_kwargs",
+    "code_rev",
+    "torch_threads",
+    "machine",
+]
+
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "new": ("trpo_plus", {}),
+    "today": ("trpo_plus", {"normalize_observations": False, "normalize_values": False, "target_kl": 0.01}),
+    "norm": ("trpo_plus", {"normalize_observations": True, "normalize_values": True, "target_kl": 0.01}),
+    "sb3_contrib": ("sb3_contrib", {}),
+}
+
+
+def code_rev() -> str:
+    """The git commit of the imported ``sb3_trpo_plus`` (``+dirty`` when its tree has changes)."""
+    import sb3_trpo_plus
+
+    where = Path(sb3_trpo_plus.__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "sb3_trpo_plus"], cwd=where, capture_output=True, text=True)
+        return rev.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def append(row: dict[str, Any], table: Path = TABLE) -> None:
+    """Append one row to ``table`` under an exclusive lock (several runs may finish at once)."""
+    with open(table.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        new = not table.exists()
+        with open(table, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def run(config: str, env_id: str, seed: int, steps: int, episodes: int = 10) -> dict[str, Any]:
+    import gymnasium as gym
+    import numpy as np
+    import torch as th
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    th.set_num_threads(1)
+    library, kwargs = CONFIGS[config]
+    if library == "sb3_contrib":
+        from sb3_contrib import TRPO as algo_class
+    else:
+        from sb3_trpo_plus import TRPOPlus as algo_class
+    accepted = inspect.signature(algo_class).parameters
+    ignored = sorted(key for key in kwargs if key not in accepted)  # an older TRPOPlus without the argument
+    kwargs = {key: value for key, value in kwargs.items() if key in accepted}
+
+    start = time.perf_counter()
+    model = algo_class("MlpPolicy", gym.make(env_id), seed=seed, **kwargs)
+    model.learn(steps)
+    wall = time.perf_counter() - start
+    eval_env = gym.make(env_id)
+    eval_env.reset(seed=10_000 + seed)
+    returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
+    return {
+        "config": config,
+        "env": env_id,
+        "seed": seed,
+        "steps": steps,
+        "final_mean": float(np.mean(returns)),
+        "final_std": float(np.std(returns)),
+        "final_returns": json.dumps([round(float(r), 3) for r in returns]),  # type: ignore[union-attr]
+        "wall_time_s": round(wall, 1),
+        "kwargs": json.dumps(kwargs, sort_keys=True),
+        "ignored_kwargs": json.dumps(ignored),
+        "code_rev": code_rev() if library == "trpo_plus" else "",
+        "torch_threads": th.get_num_threads(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(CONFIGS), required=True)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--seed", type=int, nargs="+", required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--table", type=Path, default=TABLE)
+    args = parser.parse_args()
+    for seed in args.seed:
+        row = run(args.config, args.env, seed, args.steps)
+        append(row, args.table)
+        print(f"{row['config']} {row['env']} seed {seed}: {row['final_mean']:.1f} +- {row['final_std']:.1f} "
+              f"({row['wall_time_s']:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
