@@ -57,6 +57,7 @@ from torch.nn.modules import module as torch_module
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.optim.adam import adam
 
+from sb3_trpo_plus.critic import regress
 from sb3_trpo_plus.fisher import GaussianFisher, fisher_for
 from sb3_trpo_plus.natural_gradient import MatVec
 from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, NonFiniteObservationError
@@ -649,15 +650,9 @@ def fit_critic(
     chain = _chain(policy, "value_net", "value_net")
     if chain is not None and {id(p) for p in chain.layer_params} == critic_ids and plain_adam(optimizer):
         return _fit_chain(chain, optimizer, features, returns, minibatches)  # type: ignore[arg-type]
-    losses = []
-    for index in minibatches:
-        values = policy.value_net(policy.mlp_extractor.forward_critic(features[index])).flatten()  # type: ignore[index]
-        value_loss = th.nn.functional.mse_loss(values, returns[index])
-        optimizer.zero_grad(set_to_none=True)
-        value_loss.backward(inputs=critic_params)
-        optimizer.step()
-        losses.append(value_loss.detach())
-    return losses
+    critic = lambda index: policy.value_net(policy.mlp_extractor.forward_critic(features[index])).flatten()  # type: ignore[index]  # noqa: E731
+    losses = (th.nn.functional.mse_loss(critic(index), returns[index]) for index in minibatches)
+    return regress(optimizer, critic_params, losses)
 
 
 def use_fused_adam(policy: ActorCriticPolicy, optimizer_kwargs: dict) -> None:

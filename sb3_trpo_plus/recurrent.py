@@ -13,6 +13,7 @@ shared one, whose output it sees detached, so the actor's parameters do not move
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import numpy as np
@@ -31,6 +32,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
+from sb3_trpo_plus.critic import regress
 from sb3_trpo_plus.trpo_plus import PolicyStepStats, TRPOPlus, reporting_non_finite_observations
 
 SelfRecurrentTRPOPlus = TypeVar("SelfRecurrentTRPOPlus", bound="RecurrentTRPOPlus")
@@ -159,19 +161,16 @@ class RecurrentTRPOPlus(TRPOPlus):
         critic_params = [p for p in self.policy.parameters() if p.requires_grad and id(p) not in actor_ids]
         if not critic_params or self.n_critic_updates == 0:
             return float("nan")
-        policy, optimizer = self.policy, self.policy.optimizer
-        losses = []
-        for _ in range(self.n_critic_updates):
-            for data in self.rollout_buffer.get(self.batch_size):
-                real = data.mask > 1e-8
-                vf_states = data.lstm_states.vf
-                values = policy.predict_values(data.observations, vf_states, data.episode_starts).flatten()  # type: ignore[arg-type]
-                value_loss = (data.returns - values)[real].square().mean()
-                optimizer.zero_grad(set_to_none=True)
-                value_loss.backward(inputs=critic_params)
-                optimizer.step()
-                losses.append(value_loss.detach())
-        return th.stack(losses).mean().item()
+        policy = self.policy
+
+        def batch_losses() -> Iterator[th.Tensor]:
+            for _ in range(self.n_critic_updates):
+                for data in self.rollout_buffer.get(self.batch_size):
+                    real = data.mask > 1e-8
+                    values = policy.predict_values(data.observations, data.lstm_states.vf, data.episode_starts).flatten()  # type: ignore[arg-type]
+                    yield (data.returns - values)[real].square().mean()
+
+        return th.stack(regress(policy.optimizer, critic_params, batch_losses())).mean().item()
 
     # ------------------------------------------------------------------ rollouts
     def collect_rollouts(

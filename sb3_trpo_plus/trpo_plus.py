@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sb3_trpo_plus import fast_paths
+from sb3_trpo_plus.critic import regress
 from sb3_trpo_plus.fisher import DistributionFisher, fisher_for, joint_kl
 from sb3_trpo_plus.natural_gradient import (
     MatVec,
@@ -596,15 +597,10 @@ class TRPOPlus(OnPolicyAlgorithm):
         if self._fast_paths_apply():
             losses = fast_paths.fit_critic(self.policy, obs, returns, critic_params, self._critic_minibatches(returns))
         if losses is None:
-            optimizer = self.policy.optimizer
-            losses = []
-            for index in self._critic_minibatches(returns):
-                values = self.policy.predict_values(_index_obs(obs, index)).flatten()
-                value_loss = F.mse_loss(values, returns[index])
-                optimizer.zero_grad(set_to_none=True)
-                value_loss.backward(inputs=critic_params)
-                optimizer.step()
-                losses.append(value_loss.detach())
+            minibatches = self._critic_minibatches(returns)
+            values_of = self.policy.predict_values
+            batch_losses = (F.mse_loss(values_of(_index_obs(obs, index)).flatten(), returns[index]) for index in minibatches)
+            losses = regress(self.policy.optimizer, critic_params, batch_losses)
         return th.stack(losses).mean().item()
 
     def _critic_minibatches(self, returns: th.Tensor) -> Iterator[th.Tensor]:
