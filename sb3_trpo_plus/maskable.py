@@ -139,7 +139,7 @@ class MaskableTRPOPlus(TRPOPlus):
             self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
         )
         self.policy = self.policy.to(self.device)
-        self._use_fused_adam()
+        self._finish_policy_setup()
 
     # ------------------------------------------------------------------ the family's hooks
     def _kl_divergence_loss(self, new: Distribution, old: Distribution) -> float:

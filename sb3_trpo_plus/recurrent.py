@@ -32,7 +32,7 @@ from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from sb3_trpo_plus.critic import regress
+from sb3_trpo_plus.critic import ValueScale, regress
 from sb3_trpo_plus.trpo_plus import PolicyStepStats, TRPOPlus, reporting_non_finite_observations
 
 SelfRecurrentTRPOPlus = TypeVar("SelfRecurrentTRPOPlus", bound="RecurrentTRPOPlus")
@@ -113,7 +113,7 @@ class RecurrentTRPOPlus(TRPOPlus):
             n_envs=self.n_envs,
             **self.rollout_buffer_kwargs,
         )
-        self._use_fused_adam()
+        self._finish_policy_setup()
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_lstm_states"]
@@ -149,7 +149,7 @@ class RecurrentTRPOPlus(TRPOPlus):
         with th.backends.cudnn.flags(enabled=False):
             return super()._policy_step(obs, actions, old_log_prob, advantages)  # type: ignore[arg-type]
 
-    def _value_step(self, rollout: Any, actor_params: list[nn.Parameter]) -> float:
+    def _value_step(self, rollout: Any, actor_params: list[nn.Parameter], scale: ValueScale) -> float:
         """
         Regression of V on the returns through the critic's LSTM: ``n_critic_updates`` passes over the buffer's
         sequence minibatches (``RecurrentRolloutBuffer.get(batch_size)``), the padding masked out of the loss;
@@ -168,7 +168,7 @@ class RecurrentTRPOPlus(TRPOPlus):
                 for data in self.rollout_buffer.get(self.batch_size):
                     real = data.mask > 1e-8
                     values = policy.predict_values(data.observations, data.lstm_states.vf, data.episode_starts).flatten()  # type: ignore[arg-type]
-                    yield (data.returns - values)[real].square().mean()
+                    yield (scale.targets(data.returns) - values)[real].square().mean()
 
         return th.stack(regress(policy.optimizer, critic_params, batch_losses())).mean().item()
 

@@ -25,6 +25,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution, kl_divergence
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
@@ -33,7 +34,14 @@ from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sb3_trpo_plus import fast_paths
-from sb3_trpo_plus.critic import regress
+from sb3_trpo_plus.critic import (
+    ValueScale,
+    normalized_head,
+    regress,
+    update_return_statistics,
+    value_head,
+    value_scale,
+)
 from sb3_trpo_plus.fisher import DistributionFisher, fisher_for, joint_kl
 from sb3_trpo_plus.natural_gradient import (
     MatVec,
@@ -42,6 +50,13 @@ from sb3_trpo_plus.natural_gradient import (
     gauss_newton_fvp,
     hessian_fvp,
     max_step_size,
+)
+from sb3_trpo_plus.normalization import (
+    Setting,
+    check_setting,
+    env_normalizes,
+    normalizing_extractor,
+    update_observation_statistics,
 )
 from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, NonFiniteObservationError, check_range
@@ -139,7 +154,9 @@ class TRPOPlus(OnPolicyAlgorithm):
     :param target_kl: Trust-region radius delta > 0: the largest mean KL(pi_old || pi_new) an update may
         reach, where the KL is that of the whole action distribution (summed over action dimensions).
         ``sb3_contrib.TRPO`` averages over action dimensions: its value times the number of action
-        dimensions is the equivalent here for Box and MultiBinary actions.
+        dimensions is the equivalent here for Box and MultiBinary actions. ``"auto"`` (default) is
+        sb3-contrib's default in these units: 0.01 times the number of action dimensions (Box, MultiBinary),
+        0.01 for Discrete and MultiDiscrete actions.
         It can also be a function of the remaining progress (from 1 to 0), like ``learning_rate``, e.g.
         ``stable_baselines3.common.utils.LinearSchedule(0.03, 0.0, 1.0)`` to shrink the region as training
         ends; an update whose radius is <= 0 leaves the actor where it is (the critic still learns)
@@ -155,6 +172,16 @@ class TRPOPlus(OnPolicyAlgorithm):
     :param ent_coef: Entropy bonus c >= 0: the step maximizes the surrogate plus c times the mean entropy of the
         action distribution (as in SB3's PPO and A2C; the sample estimate -log pi(a|s) where the distribution
         has no closed-form entropy), within the same trust region. 0 (default) is plain TRPO
+    :param normalize_observations: Normalize Box observations (and the Box entries of a Dict, images never) inside
+        the policy, as ``VecNormalize`` does (running mean and variance, clipped at 10), with statistics saved in the
+        policy and updated between updates from each rollout (:mod:`sb3_trpo_plus.normalization`). ``"auto"``
+        (default): where the policy uses SB3's default features extractor and the env stack has no ``VecNormalize``;
+        ``True``: required (``ValueError`` where it cannot apply); ``False``: never
+    :param normalize_values: Fit the critic on a normalized return scale (PopArt: running mean and standard
+        deviation of the returns; :mod:`sb3_trpo_plus.critic`), so that the learning rate suits any reward scale.
+        ``"auto"`` (default): where the policy's values are its ``value_net`` layer's output (SB3's and
+        sb3-contrib's actor-critic policies) and the env stack has no ``VecNormalize``; ``True``: required;
+        ``False``: never. Both ``False`` give the update of TRPOPlus before normalization existed
     :param fast_paths: Use the closed forms of :mod:`sb3_trpo_plus.fast_paths` (rollout forward, Fisher-vector
         product, critic fit, fused Adam) where they provably compute what SB3's own code computes for the policy
         (SB3's MLP actor-critic, unmodified); any other policy takes the generic autograd paths regardless.
@@ -199,12 +226,14 @@ class TRPOPlus(OnPolicyAlgorithm):
         rollout_buffer_class: type[RolloutBuffer] | None = None,
         rollout_buffer_kwargs: dict[str, Any] | None = None,
         normalize_advantage: bool = True,
-        target_kl: float | Schedule = 0.01,
+        target_kl: float | Schedule | Literal["auto"] = "auto",
         sub_sampling_factor: int = 1,
         fisher_sub_sampling: int = 1,
         cg_residual_tol: float = 1e-10,
         line_search_accept_ratio: float = 0.0,
         ent_coef: float = 0.0,
+        normalize_observations: Setting = "auto",
+        normalize_values: Setting = "auto",
         fast_paths: bool = True,
         torch_threads: int | Literal["auto"] | None = "auto",
         stats_window_size: int = 100,
@@ -226,13 +255,17 @@ class TRPOPlus(OnPolicyAlgorithm):
         check_range("line_search_shrinking_factor", line_search_shrinking_factor, 0.0, 1.0, False, False)
         check_range("line_search_max_iter", line_search_max_iter, low=1, integer=True)
         check_range("n_critic_updates", n_critic_updates, low=0, integer=True)
-        if not callable(target_kl):
+        if isinstance(target_kl, str) and target_kl != "auto":
+            raise ValueError(f"Invalid target_kl={target_kl!r}: expected 'auto', a number > 0 or a schedule")
+        if not callable(target_kl) and target_kl != "auto":
             check_range("target_kl", target_kl, low=0.0, low_inclusive=False)
         check_range("sub_sampling_factor", sub_sampling_factor, low=1, integer=True)
         check_range("fisher_sub_sampling", fisher_sub_sampling, low=1, integer=True)
         check_range("cg_residual_tol", cg_residual_tol, low=0.0)
         check_range("line_search_accept_ratio", line_search_accept_ratio, 0.0, 1.0, True, False)
         check_range("ent_coef", ent_coef, low=0.0)
+        check_setting("normalize_observations", normalize_observations)
+        check_setting("normalize_values", normalize_values)
         if not isinstance(fast_paths, bool):
             raise ValueError(f"Invalid fast_paths={fast_paths!r}: expected True or False")
         if torch_threads is not None and torch_threads != "auto":
@@ -302,18 +335,71 @@ class TRPOPlus(OnPolicyAlgorithm):
         self.fast_paths = fast_paths
         self.torch_threads = torch_threads
         self._fast_paths_reasons: set[str] = set()
+        self.normalize_observations = normalize_observations
+        self.normalize_values = normalize_values
+        #: running mean and variance of the returns (PopArt), when the critic is fitted on a normalized scale;
+        #: decided once (``_values_normalized``) when the policy is built, and saved with the model
+        self.value_normalizer: RunningMeanStd | None = None
+        self._values_normalized: bool | None = None
+        if self.env is not None:  # a new model (load() brings the saved policy_kwargs instead)
+            self._select_observation_normalization()
 
         if _init_setup_model:
             self._setup_model()
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        self._use_fused_adam()
+        self._finish_policy_setup()
 
-    def _use_fused_adam(self) -> None:
-        """With ``fast_paths``, the policy's default Adam as torch's fused implementation (same algorithm)."""
+    def _finish_policy_setup(self) -> None:
+        """
+        What every TRPOPlus algorithm does once its policy is built: the critic's return scale (decided once, kept
+        from a saved model) and, with ``fast_paths``, the policy's default Adam as torch's fused implementation.
+        """
+        if self._values_normalized is None:
+            self._values_normalized = self._select_value_normalization()
+        if self._values_normalized and self.value_normalizer is None:
+            self.value_normalizer = RunningMeanStd(shape=())
         if self.fast_paths:
             fast_paths.use_fused_adam(self.policy, self.policy_kwargs.get("optimizer_kwargs") or {})
+
+    def _say(self, message: str) -> None:
+        """Print ``message`` once (at ``verbose >= 1``)."""
+        if self.verbose >= 1 and message not in self._fast_paths_reasons:
+            self._fast_paths_reasons.add(message)
+            print(f"TRPOPlus: {message}")
+
+    def _select_observation_normalization(self) -> None:
+        """
+        Choose the features extractor that normalizes observations (``normalize_observations``) through
+        ``policy_kwargs["features_extractor_class"]``, which the saved model keeps.
+        """
+        setting = self.normalize_observations
+        if setting == "auto" and env_normalizes(self.env):
+            self._say("observations not normalized in the policy: the env stack normalizes them (VecNormalize)")
+            return
+        extractor, reason = normalizing_extractor(setting, self.observation_space, self.policy_class, self.policy_kwargs)
+        if extractor is None:
+            if setting == "auto":
+                self._say(f"observations not normalized in the policy: {reason}")
+            return
+        self.policy_kwargs = {**self.policy_kwargs, "features_extractor_class": extractor}
+
+    def _select_value_normalization(self) -> bool:
+        """Whether the critic is fitted on a normalized return scale (``normalize_values``), for the policy built."""
+        setting = self.normalize_values
+        if setting is False:
+            return False
+        if setting == "auto" and env_normalizes(self.env):
+            self._say("critic on the returns' own scale: the env stack normalizes (VecNormalize)")
+            return False
+        if value_head(self.policy) is not None:
+            return True
+        reason = f"{type(self.policy).__name__}'s values are not the output of its value_net Linear layer"
+        if setting is True:
+            raise ValueError(f"Invalid normalize_values=True: {reason}; use 'auto' or False")
+        self._say(f"critic on the returns' own scale: {reason}")
+        return False
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_fast_paths_reasons"]
@@ -324,7 +410,10 @@ class TRPOPlus(OnPolicyAlgorithm):
         The trust-region radius of this update: ``target_kl``, or its schedule at the current remaining progress.
         A schedule's value below zero (the progress overshoots the end by less than one rollout) counts as zero.
         """
-        value = self.target_kl(self._current_progress_remaining) if callable(self.target_kl) else self.target_kl
+        if callable(self.target_kl):
+            value = self.target_kl(self._current_progress_remaining)
+        else:
+            value = self._auto_target_kl() if self.target_kl == "auto" else self.target_kl
         radius = float(value)
         if not math.isfinite(radius):
             raise ValueError(
@@ -332,6 +421,16 @@ class TRPOPlus(OnPolicyAlgorithm):
                 f"{self._current_progress_remaining}; expected a finite number >= 0"
             )
         return max(radius, 0.0)
+
+    def _auto_target_kl(self) -> float:
+        """``target_kl="auto"``: sb3-contrib's default 0.01 in TRPOPlus's unit (times the action dimensions for Box and
+        MultiBinary actions, whose KL sb3-contrib averages over them)."""
+        space = self.action_space
+        if isinstance(space, spaces.Box):
+            return 0.01 * int(np.prod(space.shape))
+        if isinstance(space, spaces.MultiBinary):
+            return 0.01 * int(np.prod(space.shape))
+        return 0.01
 
     def _distribution(self, obs: PyTorchObs) -> Distribution:
         """The policy's action distribution for ``obs``, as an object of its own.
@@ -361,9 +460,26 @@ class TRPOPlus(OnPolicyAlgorithm):
         """The analytic Fisher of the policy's action distribution, or ``None`` (exact KL Hessian instead)."""
         return fisher_for(self.policy.action_dist)
 
-    def _value_step(self, rollout: Any, actor_params: list[nn.Parameter]) -> float:
-        """The critic's regression on the whole rollout's returns (see :meth:`_critic_step`)."""
-        return self._critic_step(rollout.observations, rollout.returns, actor_params)
+    def _value_step(self, rollout: Any, actor_params: list[nn.Parameter], scale: ValueScale) -> float:
+        """The critic's regression on the whole rollout's returns, as targets of ``scale`` (see :meth:`_critic_step`)."""
+        return self._critic_step(rollout.observations, scale.targets(rollout.returns), actor_params)
+
+    def _fit_critic(self, rollout: Any, actor_params: list[nn.Parameter]) -> float:
+        """
+        The critic's regression (:meth:`_value_step`), on the normalized return scale when values are normalized:
+        the returns' statistics take in this rollout's returns, then the value head is fitted in normalized
+        coordinates (:mod:`sb3_trpo_plus.critic`). The values the policy outputs do not change with the statistics.
+
+        :return: the mean minibatch loss on the returns' own scale (as ``train/value_loss`` always reports it)
+        """
+        head = value_head(self.policy) if self.value_normalizer is not None else None
+        if self.value_normalizer is None or head is None:
+            return self._value_step(rollout, actor_params, ValueScale())
+        update_return_statistics(self.value_normalizer, self.rollout_buffer.returns)
+        scale = value_scale(self.value_normalizer)
+        with normalized_head(head, scale):
+            loss = self._value_step(rollout, actor_params, scale)
+        return loss * scale.std**2
 
     def _kl_divergence_loss(self, new: Distribution, old: Distribution) -> float:
         """``train/kl_divergence_loss`` as ``sb3_contrib.TRPO`` logs it: SB3's ``kl_divergence(new, old)``, averaged
@@ -587,6 +703,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         Regression of V(s) on the returns: ``n_critic_updates`` epochs of minibatches of ``batch_size``,
         with the policy's optimizer; the actor's parameters get no gradient and do not move.
 
+        :param returns: the regression targets
         :return: the mean minibatch loss (NaN when ``n_critic_updates == 0``)
         """
         actor_ids = {id(param) for param in actor_params}
@@ -633,7 +750,9 @@ class TRPOPlus(OnPolicyAlgorithm):
 
         rollout = next(self.rollout_buffer.get(batch_size=None))
         actor_params, stats = self._policy_step(*self._policy_batch(rollout))
-        value_loss = self._value_step(rollout, actor_params)
+        value_loss = self._fit_critic(rollout, actor_params)
+        # the observation statistics take in this rollout only now, between updates: the next rollout's policy
+        update_observation_statistics(self.policy, self.rollout_buffer.observations)
         self._n_updates += 1
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())

@@ -1,0 +1,213 @@
+"""Observation normalization that travels with the policy.
+
+The running mean and variance of the observations are buffers of the policy's features extractor, so
+``save``/``load``, ``policy.predict`` on raw observations and ``.to(device)`` carry them, with no second file.
+:class:`NormalizedFlattenExtractor` (Box observations) and :class:`NormalizedCombinedExtractor` (the Box entries of
+a Dict; images pass untouched) are SB3's ``FlattenExtractor`` and ``CombinedExtractor`` with
+:class:`ObservationNormalizer` in front, ``clip((x - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)``, as
+``VecNormalize`` computes it. TRPOPlus selects them through ``policy_kwargs["features_extractor_class"]`` (SB3's
+own way to choose an extractor, saved with the model) and updates their statistics only between updates, from the
+rollout just collected (:func:`update_observation_statistics`), so that one update's old and new policies see the
+same map and the stored log-probabilities stay exact.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Literal
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor
+from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
+from torch import nn
+
+#: the values ``normalize_observations`` and ``normalize_values`` accept
+SETTINGS = (True, False, "auto")
+Setting = bool | Literal["auto"]
+
+
+def check_setting(name: str, value: object) -> None:
+    """``ValueError`` naming the argument unless ``value`` is ``True``, ``False`` or ``"auto"``."""
+    if not any(value is allowed or (isinstance(allowed, str) and value == allowed) for allowed in SETTINGS):
+        raise ValueError(f"Invalid {name}={value!r}: expected True, False or 'auto'")
+
+
+class ObservationNormalizer(nn.Module):
+    """
+    ``clip((x - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)`` on flat observations, with a running mean and
+    variance held as buffers (saved, loaded and moved with the module). They change only through :meth:`update`.
+
+    :param size: number of features (the flattened observation)
+    :param clip_obs: bound of the normalized values (``VecNormalize``'s default: 10)
+    :param epsilon: added to the variance (``VecNormalize``'s default: 1e-8); a constant feature maps to 0
+    :param key: the Dict observation's key it normalizes (``None`` for a Box observation)
+    """
+
+    def __init__(self, size: int, clip_obs: float = 10.0, epsilon: float = 1e-8, key: str | None = None):
+        super().__init__()
+        self.clip_obs = clip_obs
+        self.epsilon = epsilon
+        self.key = key
+        # RunningMeanStd's start (mean 0, variance 1, a count of 1e-4): the identity map up to the clip at first
+        self.register_buffer("mean", th.zeros(size))
+        self.register_buffer("var", th.ones(size))
+        self.register_buffer("count", th.tensor(1e-4, dtype=th.float64))
+        self.mean: th.Tensor
+        self.var: th.Tensor
+        self.count: th.Tensor
+
+    def std(self) -> th.Tensor:
+        """``sqrt(var + epsilon)``, the divisor of :meth:`forward`."""
+        return th.sqrt(self.var + self.epsilon)
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return th.clamp((x - self.mean) / self.std(), -self.clip_obs, self.clip_obs)
+
+    @th.no_grad()
+    def update(self, observations: np.ndarray) -> None:
+        """
+        Merge a batch of observations (any leading shape; flattened to ``(n, size)``) into the statistics, with
+        ``RunningMeanStd``'s parallel formula. Rows holding a NaN or infinite value are left out.
+        """
+        rows = np.asarray(observations, dtype=np.float64).reshape(-1, self.mean.numel())
+        rows = rows[np.isfinite(rows).all(axis=1)]
+        if rows.shape[0] == 0:
+            return
+        stats = RunningMeanStd(shape=(self.mean.numel(),))
+        stats.mean, stats.var, stats.count = (
+            self.mean.double().cpu().numpy(),
+            self.var.double().cpu().numpy(),
+            float(self.count),
+        )
+        stats.update(rows)
+        self.mean.copy_(th.as_tensor(stats.mean))
+        self.var.copy_(th.as_tensor(stats.var))
+        self.count.fill_(stats.count)
+
+    def extra_repr(self) -> str:
+        return f"{self.mean.numel()}, clip_obs={self.clip_obs}, epsilon={self.epsilon}, key={self.key!r}"
+
+
+class NormalizedFlattenExtractor(FlattenExtractor):
+    """
+    SB3's ``FlattenExtractor`` followed by an :class:`ObservationNormalizer`: the default features extractor of
+    TRPOPlus's MLP policies on Box observations.
+
+    :param observation_space: the Box observation space
+    :param clip_obs: bound of the normalized values
+    :param key: the Dict key it serves inside :class:`NormalizedCombinedExtractor` (``None`` on its own)
+    """
+
+    def __init__(self, observation_space: spaces.Space, clip_obs: float = 10.0, key: str | None = None):
+        super().__init__(observation_space)
+        self.normalizer = ObservationNormalizer(get_flattened_obs_dim(observation_space), clip_obs, key=key)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.normalizer(self.flatten(observations))
+
+
+def normalizable(space: spaces.Space, normalized_image: bool = False) -> bool:
+    """Whether observations of ``space`` are normalized: a Box that is not an image."""
+    return isinstance(space, spaces.Box) and not is_image_space(space, normalized_image=normalized_image)
+
+
+class NormalizedCombinedExtractor(CombinedExtractor):
+    """
+    SB3's ``CombinedExtractor`` whose Box entries that are not images are normalized
+    (:class:`NormalizedFlattenExtractor` per key); images go through ``NatureCNN`` as before, never normalized.
+
+    :param observation_space: the Dict observation space
+    :param cnn_output_dim: as in ``CombinedExtractor``
+    :param normalized_image: as in ``CombinedExtractor``
+    :param clip_obs: bound of the normalized values
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        cnn_output_dim: int = 256,
+        normalized_image: bool = False,
+        clip_obs: float = 10.0,
+    ):
+        super().__init__(observation_space, cnn_output_dim=cnn_output_dim, normalized_image=normalized_image)
+        for key, subspace in observation_space.spaces.items():
+            if normalizable(subspace, normalized_image):
+                self.extractors[key] = NormalizedFlattenExtractor(subspace, clip_obs, key=key)
+
+
+#: SB3's default extractor -> its normalizing version
+NORMALIZED_EXTRACTORS: dict[type[nn.Module], type[nn.Module]] = {
+    FlattenExtractor: NormalizedFlattenExtractor,
+    CombinedExtractor: NormalizedCombinedExtractor,
+}
+
+
+def observation_normalizers(policy: nn.Module) -> list[ObservationNormalizer]:
+    """The policy's observation normalizers (one per normalized Box, per features extractor)."""
+    return [module for module in policy.modules() if isinstance(module, ObservationNormalizer)]
+
+
+def update_observation_statistics(policy: nn.Module, observations: np.ndarray | dict[str, np.ndarray]) -> None:
+    """Merge a rollout's raw observations (a buffer's array, or dict of arrays) into every normalizer's statistics."""
+    for normalizer in observation_normalizers(policy):
+        batch = observations if normalizer.key is None else observations[normalizer.key]  # type: ignore[index]
+        normalizer.update(batch)  # type: ignore[arg-type]
+
+
+def env_normalizes(env: VecEnv | None) -> bool:
+    """Whether the env stack already normalizes (a ``VecNormalize`` with ``norm_obs`` or ``norm_reward``)."""
+    vec_normalize = unwrap_vec_normalize(env) if env is not None else None
+    return vec_normalize is not None and bool(vec_normalize.norm_obs or vec_normalize.norm_reward)
+
+
+def normalizing_extractor(
+    setting: Setting, observation_space: spaces.Space, policy_class: type, policy_kwargs: dict[str, Any]
+) -> tuple[type[nn.Module] | None, str]:
+    """
+    The features extractor class that normalizes observations for this policy, or ``None`` and why not.
+
+    ``"auto"`` normalizes when the policy's own default extractor is SB3's ``FlattenExtractor`` on a Box that is
+    not an image, or ``CombinedExtractor`` on a Dict with such an entry, and ``policy_kwargs`` chose no extractor;
+    ``True`` requires it (``ValueError`` naming what prevents it); ``False`` never normalizes.
+    """
+    if setting is False:
+        return None, "normalize_observations=False"
+    chosen = policy_kwargs.get("features_extractor_class")
+    parameter = inspect.signature(policy_class).parameters.get("features_extractor_class") if callable(policy_class) else None
+    default = parameter.default if parameter is not None else None
+    normalized_image = bool((policy_kwargs.get("features_extractor_kwargs") or {}).get("normalized_image", False))
+    if chosen is not None and chosen not in NORMALIZED_EXTRACTORS.values():
+        reason = f"policy_kwargs chooses features_extractor_class={getattr(chosen, '__name__', chosen)}"
+    elif chosen is not None:
+        return chosen, ""
+    elif default not in NORMALIZED_EXTRACTORS:
+        reason = (
+            f"{getattr(policy_class, '__name__', policy_class)}'s features extractor is not SB3's Flatten/CombinedExtractor"
+        )
+    elif isinstance(observation_space, spaces.Dict):
+        if any(normalizable(sub, normalized_image) for sub in observation_space.spaces.values()):
+            return NORMALIZED_EXTRACTORS[default], ""
+        reason = "the Dict observation space has no Box entry that is not an image"
+    elif normalizable(observation_space, normalized_image):
+        return NORMALIZED_EXTRACTORS[default], ""
+    elif isinstance(observation_space, spaces.Box):
+        reason = "image observations are never normalized"
+    else:
+        reason = f"{type(observation_space).__name__} observations are not normalized (Box only)"
+    if setting is True:
+        raise ValueError(f"Invalid normalize_observations=True: {reason}; use 'auto' or False")
+    return None, reason
+
+
+__all__ = [
+    "NormalizedCombinedExtractor",
+    "NormalizedFlattenExtractor",
+    "ObservationNormalizer",
+    "env_normalizes",
+    "normalizing_extractor",
+    "update_observation_statistics",
+]
