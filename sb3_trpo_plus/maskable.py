@@ -187,6 +187,7 @@ class MaskableTRPOPlus(TRPOPlus):
             if not is_masking_supported(env):
                 raise ValueError(NO_MASKS)
             check_action_masks(get_action_masks(env), self.action_space, env.num_envs)
+        self._start_rollout()
         with reporting_non_finite_observations(self):
             return MaskablePPO.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, use_masking)  # type: ignore[arg-type]
 

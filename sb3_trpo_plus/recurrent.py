@@ -181,6 +181,7 @@ class RecurrentTRPOPlus(TRPOPlus):
         n_rollout_steps: int,
     ) -> bool:
         """``RecurrentPPO``'s rollout collection: the LSTM states are carried from step to step and stored."""
+        self._start_rollout()
         with reporting_non_finite_observations(self):
             return RecurrentPPO.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[arg-type]
 

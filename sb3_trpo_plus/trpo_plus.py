@@ -341,6 +341,8 @@ class TRPOPlus(OnPolicyAlgorithm):
         #: decided once (``_values_normalized``) when the policy is built, and saved with the model
         self.value_normalizer: RunningMeanStd | None = None
         self._values_normalized: bool | None = None
+        #: the rollout buffer holds observations of a completed update that the statistics have not taken in yet
+        self._statistics_pending = False
         if self.env is not None:  # a new model (load() brings the saved policy_kwargs instead)
             self._select_observation_normalization()
 
@@ -402,7 +404,18 @@ class TRPOPlus(OnPolicyAlgorithm):
         return False
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_fast_paths_reasons"]
+        return [*super()._excluded_save_params(), "_fast_paths_reasons", "_statistics_pending"]
+
+    def _start_rollout(self) -> None:
+        """
+        Called by every ``collect_rollouts`` before the first step: the observation statistics take in the rollout
+        of the last completed update (still in the buffer), so they change only between updates and the policy
+        that collects a rollout is the one its update starts from (stored log-probabilities stay exact). An update
+        skipped for non-finite data leaves them untouched.
+        """
+        if self._statistics_pending:
+            update_observation_statistics(self.policy, self.rollout_buffer.observations)
+            self._statistics_pending = False
 
     # ------------------------------------------------------------------ helpers
     def _current_target_kl(self) -> float:
@@ -562,6 +575,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         as it is. A non-finite observation that makes the policy fail is reported as such
         (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
         """
+        self._start_rollout()
         forward = fast_paths.rollout_forward(self.policy) if self._fast_paths_apply() else None
         with reporting_non_finite_observations(self):
             if forward is not None:
@@ -751,8 +765,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         rollout = next(self.rollout_buffer.get(batch_size=None))
         actor_params, stats = self._policy_step(*self._policy_batch(rollout))
         value_loss = self._fit_critic(rollout, actor_params)
-        # the observation statistics take in this rollout only now, between updates: the next rollout's policy
-        update_observation_statistics(self.policy, self.rollout_buffer.observations)
+        self._statistics_pending = True  # this rollout's observations, merged when the next rollout starts
         self._n_updates += 1
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
