@@ -79,6 +79,9 @@ def value_head(policy: nn.Module) -> nn.Linear | None:
     The policy's value head, when every value it computes is that ``nn.Linear`` layer's output (one unit): SB3's or
     sb3-contrib's actor-critic methods (not overridden on the class or replaced on the instance); else ``None``.
     """
+    original = getattr(policy, "_orig_mod", None)  # torch.compile's wrapper: it calls the compiled policy's methods
+    if isinstance(original, nn.Module):
+        policy = original
     head = getattr(policy, "value_net", None)
     if type(head) is not nn.Linear or head.out_features != 1:
         return None

@@ -60,6 +60,7 @@ from torch.optim.adam import adam
 from sb3_trpo_plus.critic import regress
 from sb3_trpo_plus.fisher import GaussianFisher, fisher_for
 from sb3_trpo_plus.natural_gradient import MatVec
+from sb3_trpo_plus.normalization import NormalizedFlattenExtractor, ObservationNormalizer, normalize
 from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, NonFiniteObservationError
 
 if TYPE_CHECKING:
@@ -173,10 +174,26 @@ def _chain(policy: ActorCriticPolicy, body: str, head: str) -> LinearChain | Non
     return LinearChain.from_modules(*modules)  # type: ignore[arg-type]
 
 
-def _flatten_features(policy: ActorCriticPolicy) -> bool:
-    """Whether both features extractors are SB3's parameter-free ``FlattenExtractor`` (exactly that class)."""
-    extractors = (policy.pi_features_extractor, policy.vf_features_extractor)
-    return all(type(extractor) is FlattenExtractor for extractor in extractors)
+FeatureMap = Callable[[th.Tensor], th.Tensor]
+
+
+def _feature_map(policy: ActorCriticPolicy) -> FeatureMap | None:
+    """
+    The features of a batch of preprocessed observations as one function, when both features extractors are SB3's
+    ``FlattenExtractor`` (a flatten) or one shared :class:`~sb3_trpo_plus.normalization.NormalizedFlattenExtractor`
+    (exactly these classes: a flatten, then :func:`~sb3_trpo_plus.normalization.normalize` with the statistics read
+    now, which do not change during a rollout); ``None`` for any other extractor (the policy's own
+    ``extract_features`` is called instead).
+    """
+    actor, critic = policy.pi_features_extractor, policy.vf_features_extractor
+    if type(actor) is FlattenExtractor and type(critic) is FlattenExtractor:
+        return lambda x: x.flatten(1)
+    if type(actor) is NormalizedFlattenExtractor and actor is critic and type(actor.normalizer) is ObservationNormalizer:
+        normalizer = actor.normalizer
+        with th.no_grad():
+            mean, std, clip_obs = normalizer.mean.clone(), normalizer.std(), normalizer.clip_obs
+        return lambda x: normalize(x.flatten(1), mean, std, clip_obs)
+    return None
 
 
 # ------------------------------------------------------------------------------------------- the algebra
@@ -394,7 +411,7 @@ def rollout_forward(policy: ActorCriticPolicy) -> RolloutForward | None:
     actor, critic = _chain(policy, "policy_net", "action_net"), _chain(policy, "value_net", "value_net")
     if actor is None or critic is None:
         return None
-    flatten = _flatten_features(policy)
+    feature_map = _feature_map(policy)
     action_shape = policy.action_space.shape
     with th.no_grad():
         gaussian = isinstance(policy.action_dist, DiagGaussianDistribution)
@@ -403,10 +420,9 @@ def rollout_forward(policy: ActorCriticPolicy) -> RolloutForward | None:
 
     def forward(obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         with th.no_grad():
-            if flatten:  # SB3's default extractor: preprocessing and a flatten, without the module calls
-                pi_features = vf_features = preprocess_obs(
-                    obs, policy.observation_space, normalize_images=policy.normalize_images
-                ).flatten(1)  # type: ignore[union-attr]
+            if feature_map is not None:  # the extractor's computation without the module calls
+                preprocessed = preprocess_obs(obs, policy.observation_space, normalize_images=policy.normalize_images)
+                pi_features = vf_features = feature_map(preprocessed)  # type: ignore[arg-type]
             else:
                 features = policy.extract_features(obs)
                 pi_features, vf_features = features if isinstance(features, tuple) else (features, features)

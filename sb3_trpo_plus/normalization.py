@@ -36,10 +36,19 @@ def check_setting(name: str, value: object) -> None:
         raise ValueError(f"Invalid {name}={value!r}: expected True, False or 'auto'")
 
 
+def normalize(x: th.Tensor, mean: th.Tensor, std: th.Tensor, clip_obs: float) -> th.Tensor:
+    """
+    ``clip((x - mean) / std, -clip_obs, clip_obs)``, except that a NaN or infinite input stays NaN (``x - x`` is 0
+    for a finite ``x`` and NaN otherwise): a broken observation is never clipped into a plausible one, and the
+    policy reports it as without normalization.
+    """
+    return th.clamp((x - mean) / std, -clip_obs, clip_obs) + (x - x)
+
+
 class ObservationNormalizer(nn.Module):
     """
-    ``clip((x - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)`` on flat observations, with a running mean and
-    variance held as buffers (saved, loaded and moved with the module). They change only through :meth:`update`.
+    ``clip((x - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)`` on flat observations (:func:`normalize`), with a
+    running mean and variance held as buffers (saved, loaded and moved with the module), changed by :meth:`update`.
 
     :param size: number of features (the flattened observation)
     :param clip_obs: bound of the normalized values (``VecNormalize``'s default: 10)
@@ -65,7 +74,7 @@ class ObservationNormalizer(nn.Module):
         return th.sqrt(self.var + self.epsilon)
 
     def forward(self, x: th.Tensor) -> th.Tensor:
-        return th.clamp((x - self.mean) / self.std(), -self.clip_obs, self.clip_obs)
+        return normalize(x, self.mean, self.std(), self.clip_obs)
 
     @th.no_grad()
     def update(self, observations: np.ndarray) -> None:
@@ -180,24 +189,22 @@ def normalizing_extractor(
     parameter = inspect.signature(policy_class).parameters.get("features_extractor_class") if callable(policy_class) else None
     default = parameter.default if parameter is not None else None
     normalized_image = bool((policy_kwargs.get("features_extractor_kwargs") or {}).get("normalized_image", False))
-    if chosen is not None and chosen not in NORMALIZED_EXTRACTORS.values():
-        reason = f"policy_kwargs chooses features_extractor_class={getattr(chosen, '__name__', chosen)}"
-    elif chosen is not None:
-        return chosen, ""
-    elif default not in NORMALIZED_EXTRACTORS:
-        reason = (
-            f"{getattr(policy_class, '__name__', policy_class)}'s features extractor is not SB3's Flatten/CombinedExtractor"
-        )
-    elif isinstance(observation_space, spaces.Dict):
-        if any(normalizable(sub, normalized_image) for sub in observation_space.spaces.values()):
-            return NORMALIZED_EXTRACTORS[default], ""
-        reason = "the Dict observation space has no Box entry that is not an image"
-    elif normalizable(observation_space, normalized_image):
-        return NORMALIZED_EXTRACTORS[default], ""
+    if isinstance(observation_space, spaces.Dict):
+        vectors = any(normalizable(sub, normalized_image) for sub in observation_space.spaces.values())
+        reason = "" if vectors else "the Dict observation space has no Box entry that is not an image"
     elif isinstance(observation_space, spaces.Box):
-        reason = "image observations are never normalized"
+        reason = "" if normalizable(observation_space, normalized_image) else "image observations are never normalized"
     else:
         reason = f"{type(observation_space).__name__} observations are not normalized (Box only)"
+    if not reason and chosen is not None:
+        if chosen in NORMALIZED_EXTRACTORS.values():
+            return chosen, ""
+        reason = f"policy_kwargs chooses features_extractor_class={getattr(chosen, '__name__', chosen)}"
+    elif not reason:
+        if default in NORMALIZED_EXTRACTORS:
+            return NORMALIZED_EXTRACTORS[default], ""
+        name = getattr(policy_class, "__name__", policy_class)
+        reason = f"{name}'s features extractor is not SB3's FlattenExtractor or CombinedExtractor"
     if setting is True:
         raise ValueError(f"Invalid normalize_observations=True: {reason}; use 'auto' or False")
     return None, reason

@@ -9,6 +9,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_trpo_plus import TRPOPlus
+from sb3_trpo_plus.normalization import observation_normalizers
 
 
 class SharedLinearExtractor(BaseFeaturesExtractor):
@@ -42,3 +43,17 @@ def batch(model: TRPOPlus):
     if model.normalize_advantage:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     return obs, actions, old_log_prob, advantages
+
+
+def perturb_observation_statistics(model: TRPOPlus, seed: int = 0, required: bool = True) -> None:
+    """Give the policy's observation normalizers statistics far from their start (mean 0, variance 1), as after
+    some updates, so that an equality test of the normalized paths tests the normalization too.
+
+    :param required: fail when the policy has no normalizer (``False``: a Discrete observation space, say)"""
+    normalizers = observation_normalizers(model.policy)
+    assert normalizers or not required, "the policy normalizes no observation"
+    generator = th.Generator().manual_seed(seed)
+    with th.no_grad():
+        for normalizer in normalizers:
+            normalizer.mean.copy_(th.randn(normalizer.mean.shape, generator=generator))
+            normalizer.var.copy_(0.05 + 4.0 * th.rand(normalizer.var.shape, generator=generator))

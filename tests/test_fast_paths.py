@@ -23,7 +23,8 @@ import sb3_trpo_plus.trpo_plus as trpo_module
 from sb3_trpo_plus import TRPOPlus, fast_paths
 from sb3_trpo_plus.fast_paths import ChainMseGradient, LinearChain, chain_fisher_vector_product
 from sb3_trpo_plus.fisher import joint_kl
-from tests.helpers import SharedLinearExtractor, batch, collect
+from sb3_trpo_plus.normalization import NormalizedFlattenExtractor
+from tests.helpers import SharedLinearExtractor, batch, collect, perturb_observation_statistics
 
 
 def make_chain(activation: type[nn.Module], widths=(5, 7, 6), out: int = 3) -> tuple[nn.Sequential, nn.Linear]:
@@ -168,6 +169,27 @@ def test_sb3_mlp_policies_qualify(env_id: str) -> None:
     assert fast_paths.supports(TRPOPlus("MlpPolicy", env_id).policy) == (True, "")
 
 
+def test_normalized_features_inline_only_for_the_exact_shared_extractor() -> None:
+    """The rollout forward computes the normalization itself only for one shared NormalizedFlattenExtractor; other
+    extractors (separate ones, a subclass, the old FlattenExtractor) are called, or are a plain flatten."""
+
+    class OwnNormalized(NormalizedFlattenExtractor):
+        pass
+
+    def feature_map(**kwargs: object) -> object:
+        return fast_paths._feature_map(TRPOPlus("MlpPolicy", "Pendulum-v1", **kwargs).policy)  # type: ignore[arg-type]
+
+    assert feature_map() is not None and feature_map(normalize_observations=False) is not None
+    assert feature_map(policy_kwargs={"share_features_extractor": False}) is None
+    assert feature_map(policy_kwargs={"features_extractor_class": OwnNormalized}, normalize_observations=False) is None
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, policy_kwargs={"share_features_extractor": False}, seed=0)
+    perturb_observation_statistics(model)
+    forward = fast_paths.rollout_forward(model.policy)  # the extractors are called: still SB3's values
+    obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(64)]))
+    with th.no_grad():
+        assert forward is not None and th.allclose(forward(obs)[1], model.policy.predict_values(obs), atol=1e-6)
+
+
 @pytest.mark.parametrize("case", sorted(GUARD_CASES))
 def test_guard_declines_what_it_cannot_prove(case: str) -> None:
     make, reason = GUARD_CASES[case]
@@ -279,6 +301,7 @@ def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(env_id: str) -> None:
 
     for fast in (True, False):
         model = TRPOPlus("MlpPolicy", env_id, n_steps=256, seed=0, fast_paths=fast)
+        perturb_observation_statistics(model)
         _, callback = model._setup_learn(256, Locals())
         callback.on_training_start({}, {})
         assert model.env is not None
@@ -294,6 +317,8 @@ def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(env_id: str) -> None:
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
 def test_rollout_forward_matches_sb3_policy(env_id: str) -> None:
     model = TRPOPlus("MlpPolicy", env_id, n_steps=64, seed=0)
+    perturb_observation_statistics(model)
+    assert fast_paths._feature_map(model.policy) is not None  # the normalization is computed inline
     perturb = th.Generator().manual_seed(0)
     with th.no_grad():
         for param in model.policy.parameters():
@@ -320,6 +345,7 @@ def test_rollout_forward_matches_sb3_policy(env_id: str) -> None:
 def test_rollout_forward_draws_sb3s_gaussian_actions() -> None:
     """Same torch seed, same actions: the closed form consumes the random stream exactly as SB3's forward does."""
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, seed=0)
+    perturb_observation_statistics(model)
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(256)]), device=model.device)
     forward = fast_paths.rollout_forward(model.policy)
     assert forward is not None
@@ -344,6 +370,7 @@ FVP_CASES = {
 def test_fisher_vector_product_matches_the_autograd_one(case: str) -> None:
     env, kwargs = FVP_CASES[case]
     model = TRPOPlus("MlpPolicy", env if isinstance(env, str) else env(), n_steps=128, seed=0, **kwargs)
+    perturb_observation_statistics(model, required=isinstance(env, str))  # the identity envs' spaces are discrete
     collect(model)
     obs, actions, _old_log_prob, _ = batch(model)
     all_params = list(model.policy.parameters())
@@ -383,8 +410,10 @@ def fitted_critic(fast: bool, optimizer_kwargs: dict | None = None) -> TRPOPlus:
         policy_kwargs=policy_kwargs,
         seed=0,
     )
+    perturb_observation_statistics(model)
     collect(model)
     model.train()
+    assert model.value_normalizer is not None  # fitted on the normalized return scale (PopArt)
     return model
 
 

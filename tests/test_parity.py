@@ -31,8 +31,13 @@ def test_every_sb3_contrib_argument_is_accepted_with_its_default() -> None:
     ours = inspect.signature(TRPOPlus.__init__).parameters
     for name, param in theirs.items():
         assert name in ours, name
-        assert ours[name].default == param.default, name
+        if name != "target_kl":
+            assert ours[name].default == param.default, name
     assert TRPOPlus.policy_aliases.keys() == TRPO.policy_aliases.keys()
+    # target_kl="auto" is sb3-contrib's default 0.01 in TRPOPlus's unit (the joint KL): times the action dimensions
+    assert ours["target_kl"].default == "auto" and theirs["target_kl"].default == 0.01
+    for env, dims in (("HalfCheetah-v5", 6), ("Pendulum-v1", 1), ("CartPole-v1", 1)):
+        assert TRPOPlus("MlpPolicy", env, n_steps=64)._current_target_kl() == pytest.approx(0.01 * dims)
 
 
 def run_script(algo, env, tmp_path: Path, total: int = 128, **kwargs) -> np.ndarray:
@@ -119,9 +124,11 @@ def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: i
 
     env = make_vec_env(env_id, n_envs=2, seed=0)
     common = {"n_steps": 256, "n_critic_updates": 0, "cg_max_steps": 10, "seed": 0}
+    # the switch to sb3-contrib's update: no normalization (TRPOPlus's update before it had any)
+    switch = {"normalize_observations": False, "normalize_values": False}
     if sde:
         common.update(use_sde=True, sde_sample_freq=4, policy_kwargs={"log_std_init": -2})
-    ours = TRPOPlus("MlpPolicy", env, target_kl=0.01 * action_dims, cg_damping=0.1 * action_dims, **common)
+    ours = TRPOPlus("MlpPolicy", env, target_kl=0.01 * action_dims, cg_damping=0.1 * action_dims, **switch, **common)
     theirs = TRPO("MlpPolicy", env, target_kl=0.01, cg_damping=0.1, **common)
     theirs.policy.load_state_dict(ours.policy.state_dict())
     collect(ours)

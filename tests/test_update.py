@@ -231,7 +231,7 @@ def test_entropy_bonus_alone_raises_entropy_and_zero_is_plain_trpo(env_id: str) 
         assert moved == (ent_coef > 0.0)
         if ent_coef > 0.0:
             assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
-            assert 0.0 < model.logger.name_to_value["train/kl"] <= model.target_kl
+            assert 0.0 < model.logger.name_to_value["train/kl"] <= model.logger.name_to_value["train/target_kl"]
     assert entropies[0.0] == 0.0
     assert entropies[0.1] > 1e-3
 

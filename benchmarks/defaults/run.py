@@ -132,8 +132,11 @@ def main() -> None:
     for seed in args.seed:
         row = run(args.config, args.env, seed, args.steps)
         append(row, args.table)
-        print(f"{row['config']} {row['env']} seed {seed}: {row['final_mean']:.1f} +- {row['final_std']:.1f} "
-              f"({row['wall_time_s']:.0f} s)", flush=True)
+        print(
+            f"{row['config']} {row['env']} seed {seed}: {row['final_mean']:.1f} +- {row['final_std']:.1f} "
+            f"({row['wall_time_s']:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
