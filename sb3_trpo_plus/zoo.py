@@ -258,8 +258,8 @@ def check_hyperparams(
             )
         default = defaults.get(key)
         if key in SCHEDULE_KEYS and isinstance(value, str):
-            ok = _is_linear_schedule(value)
-            expected = "a number or a 'lin_<initial value>' schedule"
+            ok = _is_linear_schedule(value) or (key == "target_kl" and value == "auto")
+            expected = "a number or a 'lin_<initial value>' schedule" + (" or 'auto'" if key == "target_kl" else "")
         elif key in ("n_timesteps", "n_envs"):
             ok = _is_number(value) and float(value).is_integer() and value > 0
             expected = "a positive whole number"
@@ -284,7 +284,7 @@ def make_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
     :return: ``hyperparams``
     """
     value = hyperparams.get("target_kl")
-    if isinstance(value, str):
+    if isinstance(value, str) and value.startswith("lin_"):
         hyperparams["target_kl"] = LinearSchedule(float(value.split("_", 1)[1]), 0.0, 1.0)
     return hyperparams
 
