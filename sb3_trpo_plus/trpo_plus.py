@@ -334,7 +334,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         self.n_skipped_updates = 0
         self.fast_paths = fast_paths
         self.torch_threads = torch_threads
-        self._fast_paths_reasons: set[str] = set()
+        self._said: set[str] = set()  # what verbose=1 has printed once already
         self.normalize_observations = normalize_observations
         self.normalize_values = normalize_values
         #: running mean and variance of the returns (PopArt), when the critic is fitted on a normalized scale;
@@ -367,8 +367,8 @@ class TRPOPlus(OnPolicyAlgorithm):
 
     def _say(self, message: str) -> None:
         """Print ``message`` once (at ``verbose >= 1``)."""
-        if self.verbose >= 1 and message not in self._fast_paths_reasons:
-            self._fast_paths_reasons.add(message)
+        if self.verbose >= 1 and message not in self._said:
+            self._said.add(message)
             print(f"TRPOPlus: {message}")
 
     def _select_observation_normalization(self) -> None:
@@ -404,7 +404,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         return False
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_fast_paths_reasons", "_statistics_pending"]
+        return [*super()._excluded_save_params(), "_said", "_statistics_pending"]
 
     def _start_rollout(self) -> None:
         """
@@ -439,9 +439,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         """``target_kl="auto"``: sb3-contrib's default 0.01 in TRPOPlus's unit (times the action dimensions for Box and
         MultiBinary actions, whose KL sb3-contrib averages over them)."""
         space = self.action_space
-        if isinstance(space, spaces.Box):
-            return 0.01 * int(np.prod(space.shape))
-        if isinstance(space, spaces.MultiBinary):
+        if isinstance(space, spaces.Box | spaces.MultiBinary):
             return 0.01 * int(np.prod(space.shape))
         return 0.01
 
@@ -523,9 +521,8 @@ class TRPOPlus(OnPolicyAlgorithm):
         if not self.fast_paths:
             return False
         support = fast_paths.supports(self.policy)
-        if not support.ok and self.verbose >= 1 and support.reason not in self._fast_paths_reasons:
-            self._fast_paths_reasons.add(support.reason)
-            print(f"TRPOPlus: generic (autograd) paths, not the MLP fast paths: {support.reason}")
+        if not support.ok:
+            self._say(f"generic (autograd) paths, not the MLP fast paths: {support.reason}")
         return support.ok
 
     def _thread_cap(self) -> int | None:
