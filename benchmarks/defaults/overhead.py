@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import torch as th
@@ -22,7 +23,7 @@ import torch as th
 from sb3_trpo_plus import TRPOPlus
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = {"normalized": {}, "plain": {"normalize_observations": False, "normalize_values": False}}
+CONFIGS: dict[str, dict[str, Any]] = {"normalized": {}, "plain": {"normalize_observations": False, "normalize_values": False}}
 
 
 def main() -> None:

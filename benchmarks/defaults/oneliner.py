@@ -11,7 +11,7 @@ Configurations (``--config``):
 
 Usage::
 
-    python benchmarks/defaults/run.py --config new --env HalfCheetah-v5 --seed 0 --steps 1000000
+    python benchmarks/defaults/oneliner.py --config new --env HalfCheetah-v5 --seed 0 --steps 1000000
 
 Seeds 0-9 are benchmark seeds, 100-199 tuning seeds (see RULE.md). One torch thread.
 """

@@ -1,0 +1,142 @@
+"""Tables of the one-liner benchmark from ``runs.csv``, by the rule of RULE.md: the screening's scores and choice,
+and the confirmation beside the tuned Zoo entry (``benchmarks/learning/data/runs.csv``). Writes ``RESULTS.md``.
+
+    python benchmarks/defaults/tables.py            # print and write RESULTS.md
+    python benchmarks/defaults/tables.py --readme   # also the README's one-liner line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+TUNED = ROOT / "benchmarks" / "learning" / "data" / "runs.csv"
+RANDOM = {**json.loads((ROOT / "benchmarks" / "learning" / "random_scores.json").read_text()), "Pendulum-v1": -1200.0}
+RANDOM["CartPole-v1"] = 22.0
+SCREEN_TASKS = {"HalfCheetah-v5": 300_000, "Hopper-v5": 300_000, "Walker2d-v5": 300_000, "Pendulum-v1": 100_000}
+SCREEN_TASKS["CartPole-v1"] = 100_000
+CANDIDATES = ["today", "norm", "new"]  # fewer changes first: a tie goes to the earlier one
+SCREEN_SEEDS = (100, 101)
+TIE = 0.02
+
+
+def screening(runs: pd.DataFrame) -> tuple[str, str | None]:
+    """The screening table and the chosen candidate (``None`` while runs are missing)."""
+    lines = ["| task | steps | " + " | ".join(CANDIDATES) + " |", "|---|---|" + "---|" * len(CANDIDATES)]
+    scores: dict[str, list[float]] = {c: [] for c in CANDIDATES}
+    complete = True
+    for task, steps in SCREEN_TASKS.items():
+        means = {}
+        for config in CANDIDATES:
+            rows = runs[(runs.config == config) & (runs.env == task) & (runs.steps == steps) & runs.seed.isin(SCREEN_SEEDS)]
+            means[config] = float(rows.final_mean.mean()) if len(rows) == len(SCREEN_SEEDS) else None
+        cells = []
+        best = max((m for m in means.values() if m is not None), default=None)
+        for config in CANDIDATES:
+            mean = means[config]
+            if mean is None or best is None:
+                complete = False
+                cells.append("n/a")
+                continue
+            score = (mean - RANDOM[task]) / (best - RANDOM[task])
+            scores[config].append(score)
+            cells.append(f"{mean:.1f} ({score:.2f})")
+        lines.append(f"| {task} | {steps:,} | " + " | ".join(cells) + " |")
+    if not complete:
+        return "\n".join(lines), None
+    mean_scores = {c: float(np.mean(scores[c])) for c in CANDIDATES}
+    lines.append("| **mean score** | | " + " | ".join(f"**{mean_scores[c]:.3f}**" for c in CANDIDATES) + " |")
+    top = max(mean_scores.values())
+    chosen = next(c for c in CANDIDATES if mean_scores[c] >= top - TIE)
+    return "\n".join(lines), chosen
+
+
+def tuned_entries() -> pd.DataFrame:
+    data = pd.read_csv(TUNED)
+    return data[(data.algo == "trpo_plus") & data.seed.between(0, 9)]
+
+
+def welch_below(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """One-sided Welch p-value of "ours is below theirs"."""
+    if len(ours) < 2 or len(theirs) < 2:
+        return float("nan")
+    return float(stats.ttest_ind(ours, theirs, equal_var=False, alternative="less").pvalue)
+
+
+def summary(values: pd.Series) -> str:
+    """``mean ± std (n)``, or ``n/a``."""
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f} ({len(values)})" if len(values) else "n/a"
+
+
+def confirmation(runs: pd.DataFrame, chosen: str) -> str:
+    tuned = tuned_entries()
+    bench = runs[runs.seed.between(0, 9) & (runs.steps == 1_000_000)]
+    configs = [chosen, *(c for c in ("today", "sb3_contrib") if c != chosen)]
+    header = ["task", *(f"`{c}` one-liner" for c in configs), "tuned entry (Zoo stack)", "share of tuned", "wall time"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in sorted(set(bench.env)):
+        cells, values = [], {}
+        for config in configs:
+            rows = bench[(bench.config == config) & (bench.env == task)]
+            values[config] = rows.final_mean.to_numpy()
+            cells.append(
+                f"{rows.final_mean.mean():.1f} ± {rows.final_mean.std(ddof=1):.1f} ({len(rows)})" if len(rows) else "n/a"
+            )
+        entry = tuned[tuned.env == task].final_mean
+        cells.append(summary(entry))
+        share = values[chosen].mean() / entry.mean() if len(entry) and len(values[chosen]) else float("nan")
+        target = "" if np.isnan(share) else (" (target met)" if share >= 0.85 else " (**below 85%**)")
+        cells.append(f"{share:.0%}{target}" if not np.isnan(share) else "n/a")
+        wall = bench[(bench.config == chosen) & (bench.env == task)].wall_time_s
+        cells.append(f"{wall.median():.0f} s" if len(wall) else "n/a")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        for other in ("today", "sb3_contrib"):
+            if other != chosen and len(values.get(other, [])) >= 2 and len(values[chosen]) >= 2:
+                p = welch_below(values[chosen], values[other])
+                lines[-1] += f" p(below {other}) = {p:.3f}"
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readme", action="store_true")
+    args = parser.parse_args()
+    runs = pd.read_csv(HERE / "runs.csv")
+    table, chosen = screening(runs)
+    parts = [
+        "# The one-liner benchmark",
+        "",
+        '`ALGO("MlpPolicy", gym.make(ENV), seed=S, **config).learn(N)`, no wrapper, no YAML, one torch thread, '
+        "10 deterministic episodes at the end. Generated by `python benchmarks/defaults/tables.py` from `runs.csv`; "
+        "the rule is RULE.md, written before the runs.",
+        "",
+        f"## Screening (tuning seeds {SCREEN_SEEDS[0]} and {SCREEN_SEEDS[1]}): mean final return (score s(c,t))",
+        "",
+        table,
+        "",
+        f"Chosen by the rule: **`{chosen}`**." if chosen else "The screening is not complete.",
+    ]
+    if chosen:
+        parts += ["", "## Confirmation (benchmark seeds, 1M steps): mean ± std (seeds)", "", confirmation(runs, chosen)]
+    text = "\n".join(parts) + "\n"
+    (HERE / "RESULTS.md").write_text(text)
+    print(text)
+    if args.readme and chosen:
+        readme = ROOT / "README.md"
+        line = confirmation(runs, chosen)
+        block = f"<!-- one-liner-table -->\n{line}\n<!-- /one-liner-table -->"
+        readme.write_text(
+            re.sub(r"<!-- one-liner-table -->.*?<!-- /one-liner-table -->", block, readme.read_text(), flags=re.S)
+        )
+
+
+if __name__ == "__main__":
+    main()
