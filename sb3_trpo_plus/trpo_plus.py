@@ -13,7 +13,7 @@ import copy
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -43,7 +43,7 @@ from sb3_trpo_plus.natural_gradient import (
     max_step_size,
 )
 from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
-from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, NonFiniteObservationError, check_range
+from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, InvalidArgumentError, NonFiniteObservationError, check_range
 
 SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 
@@ -51,6 +51,52 @@ SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 _THREADS_AT_IMPORT = th.get_num_threads()
 
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+#: The allowed values of TRPOPlus's numeric arguments, as :func:`~sb3_trpo_plus.validation.check_range`'s
+#: keywords; :func:`check_arguments` applies them (the constructor, and the RL Zoo before it builds any env).
+ARGUMENT_RANGES: dict[str, dict[str, Any]] = {
+    "learning_rate": {"low": 0.0, "low_inclusive": False},
+    "n_steps": {"low": 1, "integer": True},
+    "batch_size": {"low": 1, "integer": True},
+    "gamma": {"low": 0.0, "high": 1.0},
+    "gae_lambda": {"low": 0.0, "high": 1.0},
+    "cg_max_steps": {"low": 1, "integer": True},
+    "cg_damping": {"low": 0.0},
+    "line_search_shrinking_factor": {"low": 0.0, "high": 1.0, "low_inclusive": False, "high_inclusive": False},
+    "line_search_max_iter": {"low": 1, "integer": True},
+    "n_critic_updates": {"low": 0, "integer": True},
+    "target_kl": {"low": 0.0, "low_inclusive": False},
+    "sub_sampling_factor": {"low": 1, "integer": True},
+    "fisher_sub_sampling": {"low": 1, "integer": True},
+    "cg_residual_tol": {"low": 0.0},
+    "line_search_accept_ratio": {"low": 0.0, "high": 1.0, "high_inclusive": False},
+    "ent_coef": {"low": 0.0},
+    "torch_threads": {"low": 1, "integer": True},
+}
+#: Arguments that may also be a schedule: a function of the remaining progress, whose values are not checked here
+SCHEDULE_ARGUMENTS = ("learning_rate", "target_kl")
+
+
+def check_arguments(arguments: Mapping[str, Any]) -> None:
+    """
+    Check the values of TRPOPlus's arguments that have limits (:data:`ARGUMENT_RANGES`, and ``fast_paths``).
+
+    :param arguments: argument name -> value; names without a check, or missing, are skipped, so one
+        hyperparameter can be checked alone
+    :raises InvalidArgumentError: (a ``ValueError``) naming the first argument out of its limits, its value and
+        what is allowed
+    """
+    for name, limits in ARGUMENT_RANGES.items():
+        if name not in arguments:
+            continue
+        value = arguments[name]
+        if name in SCHEDULE_ARGUMENTS and callable(value):
+            continue
+        if name == "torch_threads" and (value is None or value == "auto"):
+            continue
+        check_range(name, value, **limits)
+    if "fast_paths" in arguments and not isinstance(arguments["fast_paths"], bool):
+        raise InvalidArgumentError("fast_paths", arguments["fast_paths"], "True or False")
 
 
 def _all_finite(array: np.ndarray | dict[str, np.ndarray]) -> bool:
@@ -214,28 +260,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        if not callable(learning_rate):
-            check_range("learning_rate", learning_rate, low=0.0, low_inclusive=False)
-        check_range("n_steps", n_steps, low=1, integer=True)
-        check_range("batch_size", batch_size, low=1, integer=True)
-        check_range("gamma", gamma, low=0.0, high=1.0)
-        check_range("gae_lambda", gae_lambda, low=0.0, high=1.0)
-        check_range("cg_max_steps", cg_max_steps, low=1, integer=True)
-        check_range("cg_damping", cg_damping, low=0.0)
-        check_range("line_search_shrinking_factor", line_search_shrinking_factor, 0.0, 1.0, False, False)
-        check_range("line_search_max_iter", line_search_max_iter, low=1, integer=True)
-        check_range("n_critic_updates", n_critic_updates, low=0, integer=True)
-        if not callable(target_kl):
-            check_range("target_kl", target_kl, low=0.0, low_inclusive=False)
-        check_range("sub_sampling_factor", sub_sampling_factor, low=1, integer=True)
-        check_range("fisher_sub_sampling", fisher_sub_sampling, low=1, integer=True)
-        check_range("cg_residual_tol", cg_residual_tol, low=0.0)
-        check_range("line_search_accept_ratio", line_search_accept_ratio, 0.0, 1.0, True, False)
-        check_range("ent_coef", ent_coef, low=0.0)
-        if not isinstance(fast_paths, bool):
-            raise ValueError(f"Invalid fast_paths={fast_paths!r}: expected True or False")
-        if torch_threads is not None and torch_threads != "auto":
-            check_range("torch_threads", torch_threads, low=1, integer=True)
+        check_arguments(locals())  # each argument with limits, before anything is built
 
         super().__init__(
             policy,
