@@ -106,10 +106,6 @@ NET_ARCHS: dict[str, dict[str, list[int]]] = {
 }
 ACTIVATION_FNS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
 
-#: Arguments that may be a ``lin_<initial value>`` schedule string (those that may be a schedule): the Zoo converts
-#: ``learning_rate`` itself, :func:`make_schedules` converts the others.
-SCHEDULE_KEYS = SCHEDULE_ARGUMENTS
-
 
 def hyperparams_path(algo: str = ALGO_NAME) -> Path:
     """
@@ -219,21 +215,23 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_linear_schedule(value: str) -> bool:
-    """Whether ``value`` is the Zoo's ``lin_<initial value>`` schedule string with a finite initial value."""
+def _linear_schedule_start(value: str) -> float | None:
+    """The initial value of the Zoo's ``lin_<initial value>`` schedule string, or ``None`` if ``value`` is not one
+    with a finite initial value."""
     prefix, _, number = value.partition("_")
     try:
-        return prefix == "lin" and math.isfinite(float(number))
+        start = float(number)
     except ValueError:
-        return False
+        return None
+    return start if prefix == "lin" and math.isfinite(start) else None
 
 
 def _expected_instead(key: str, value: Any, default: Any) -> str | None:
     """What a hyperparameter ``key`` should have been given instead of ``value``, or ``None`` if ``value`` is allowed."""
-    if key in SCHEDULE_KEYS and isinstance(value, str):
-        if not _is_linear_schedule(value):
+    if key in SCHEDULE_ARGUMENTS and isinstance(value, str):  # the Zoo converts learning_rate, make_schedules the rest
+        value = _linear_schedule_start(value)  # checked below with the limits of a constant
+        if value is None:
             return "a number or a 'lin_<initial value>' schedule"
-        value = float(value.split("_", 1)[1])  # the schedule's initial value: the constant's limits
     elif key in ("n_timesteps", "n_envs"):
         ok = _is_number(value) and float(value).is_integer() and value > 0
         return None if ok else "a positive whole number"
@@ -294,8 +292,9 @@ def make_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
     :return: ``hyperparams``
     """
     value = hyperparams.get("target_kl")
-    if isinstance(value, str):
-        hyperparams["target_kl"] = LinearSchedule(float(value.split("_", 1)[1]), 0.0, 1.0)
+    start = _linear_schedule_start(value) if isinstance(value, str) else None
+    if start is not None:
+        hyperparams["target_kl"] = LinearSchedule(start, 0.0, 1.0)
     return hyperparams
 
 
