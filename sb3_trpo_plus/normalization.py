@@ -25,15 +25,18 @@ from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtr
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 from torch import nn
 
+from sb3_trpo_plus.validation import InvalidArgumentError
+
 #: the values ``normalize_observations`` and ``normalize_values`` accept
 SETTINGS = (True, False, "auto")
 Setting = bool | Literal["auto"]
 
 
 def check_setting(name: str, value: object) -> None:
-    """``ValueError`` naming the argument unless ``value`` is ``True``, ``False`` or ``"auto"``."""
+    """:class:`InvalidArgumentError` (a ``ValueError``) naming the argument unless ``value`` is ``True``, ``False``
+    or ``"auto"``."""
     if not any(value is allowed or (isinstance(allowed, str) and value == allowed) for allowed in SETTINGS):
-        raise ValueError(f"Invalid {name}={value!r}: expected True, False or 'auto'")
+        raise InvalidArgumentError(name, value, "True, False or 'auto'")
 
 
 def normalize(x: th.Tensor, mean: th.Tensor, std: th.Tensor, clip_obs: float) -> th.Tensor:

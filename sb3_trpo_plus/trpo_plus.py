@@ -13,7 +13,7 @@ import copy
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -59,7 +59,7 @@ from sb3_trpo_plus.normalization import (
     update_observation_statistics,
 )
 from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
-from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, NonFiniteObservationError, check_range
+from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, InvalidArgumentError, NonFiniteObservationError, check_range
 
 SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 
@@ -67,6 +67,57 @@ SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 _THREADS_AT_IMPORT = th.get_num_threads()
 
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+#: The allowed values of TRPOPlus's numeric arguments, as :func:`~sb3_trpo_plus.validation.check_range`'s
+#: keywords; :func:`check_arguments` applies them (the constructor, and the RL Zoo before it builds any env).
+ARGUMENT_RANGES: dict[str, dict[str, Any]] = {
+    "learning_rate": {"low": 0.0, "low_inclusive": False},
+    "n_steps": {"low": 1, "integer": True},
+    "batch_size": {"low": 1, "integer": True},
+    "gamma": {"low": 0.0, "high": 1.0},
+    "gae_lambda": {"low": 0.0, "high": 1.0},
+    "cg_max_steps": {"low": 1, "integer": True},
+    "cg_damping": {"low": 0.0},
+    "line_search_shrinking_factor": {"low": 0.0, "high": 1.0, "low_inclusive": False, "high_inclusive": False},
+    "line_search_max_iter": {"low": 1, "integer": True},
+    "n_critic_updates": {"low": 0, "integer": True},
+    "target_kl": {"low": 0.0, "low_inclusive": False},
+    "sub_sampling_factor": {"low": 1, "integer": True},
+    "fisher_sub_sampling": {"low": 1, "integer": True},
+    "cg_residual_tol": {"low": 0.0},
+    "line_search_accept_ratio": {"low": 0.0, "high": 1.0, "high_inclusive": False},
+    "ent_coef": {"low": 0.0},
+    "torch_threads": {"low": 1, "integer": True},
+}
+#: Arguments that may also be a schedule: a function of the remaining progress, whose values are not checked here
+SCHEDULE_ARGUMENTS = ("learning_rate", "target_kl")
+
+
+def check_arguments(arguments: Mapping[str, Any]) -> None:
+    """
+    Check the values of TRPOPlus's arguments that have limits (:data:`ARGUMENT_RANGES`, and ``fast_paths``).
+
+    :param arguments: argument name -> value; names without a check, or missing, are skipped, so one
+        hyperparameter can be checked alone
+    :raises InvalidArgumentError: (a ``ValueError``) naming the first argument out of its limits, its value and
+        what is allowed
+    """
+    for name, limits in ARGUMENT_RANGES.items():
+        if name not in arguments:
+            continue
+        value = arguments[name]
+        if name in SCHEDULE_ARGUMENTS and callable(value):
+            continue
+        if name in ("torch_threads", "target_kl") and (value is None or value == "auto"):
+            continue  # torch_threads: None or "auto"; target_kl: "auto" (it is never None)
+        if name == "target_kl" and isinstance(value, str):
+            raise InvalidArgumentError(name, value, "'auto', a number > 0 or a schedule")
+        check_range(name, value, **limits)
+    if "fast_paths" in arguments and not isinstance(arguments["fast_paths"], bool):
+        raise InvalidArgumentError("fast_paths", arguments["fast_paths"], "True or False")
+    for name in ("normalize_observations", "normalize_values"):
+        if name in arguments:
+            check_setting(name, arguments[name])
 
 
 def _all_finite(array: np.ndarray | dict[str, np.ndarray]) -> bool:
@@ -244,32 +295,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        if not callable(learning_rate):
-            check_range("learning_rate", learning_rate, low=0.0, low_inclusive=False)
-        check_range("n_steps", n_steps, low=1, integer=True)
-        check_range("batch_size", batch_size, low=1, integer=True)
-        check_range("gamma", gamma, low=0.0, high=1.0)
-        check_range("gae_lambda", gae_lambda, low=0.0, high=1.0)
-        check_range("cg_max_steps", cg_max_steps, low=1, integer=True)
-        check_range("cg_damping", cg_damping, low=0.0)
-        check_range("line_search_shrinking_factor", line_search_shrinking_factor, 0.0, 1.0, False, False)
-        check_range("line_search_max_iter", line_search_max_iter, low=1, integer=True)
-        check_range("n_critic_updates", n_critic_updates, low=0, integer=True)
-        if isinstance(target_kl, str) and target_kl != "auto":
-            raise ValueError(f"Invalid target_kl={target_kl!r}: expected 'auto', a number > 0 or a schedule")
-        if not callable(target_kl) and target_kl != "auto":
-            check_range("target_kl", target_kl, low=0.0, low_inclusive=False)
-        check_range("sub_sampling_factor", sub_sampling_factor, low=1, integer=True)
-        check_range("fisher_sub_sampling", fisher_sub_sampling, low=1, integer=True)
-        check_range("cg_residual_tol", cg_residual_tol, low=0.0)
-        check_range("line_search_accept_ratio", line_search_accept_ratio, 0.0, 1.0, True, False)
-        check_range("ent_coef", ent_coef, low=0.0)
-        check_setting("normalize_observations", normalize_observations)
-        check_setting("normalize_values", normalize_values)
-        if not isinstance(fast_paths, bool):
-            raise ValueError(f"Invalid fast_paths={fast_paths!r}: expected True or False")
-        if torch_threads is not None and torch_threads != "auto":
-            check_range("torch_threads", torch_threads, low=1, integer=True)
+        check_arguments(locals())  # each argument with limits, before anything is built
 
         super().__init__(
             policy,

@@ -6,6 +6,25 @@ import math
 from numbers import Real
 
 
+class InvalidArgumentError(ValueError):
+    """
+    An argument outside its allowed values: ``Invalid <name>=<value>: expected <expected>``.
+
+    :param name: argument name, as the user typed it
+    :param value: the value given
+    :param expected: what is allowed, in words (e.g. ``0.0 < target_kl``)
+    """
+
+    def __init__(self, name: str, value: object, expected: str) -> None:
+        super().__init__(f"Invalid {name}={value!r}: expected {expected}")
+        self.name = name
+        self.value = value
+        self.expected = expected
+
+    def __reduce__(self) -> tuple[type[InvalidArgumentError], tuple[str, object, str]]:
+        return type(self), (self.name, self.value, self.expected)
+
+
 def check_range(
     name: str,
     value: object,
@@ -16,7 +35,7 @@ def check_range(
     integer: bool = False,
 ) -> None:
     """
-    Raise ``ValueError`` unless ``value`` is a finite number (an integer if ``integer``) within the bounds.
+    Raise :class:`InvalidArgumentError` unless ``value`` is a finite number (an integer if ``integer``) within the bounds.
 
     :param name: argument name, as the user typed it
     :param value: the value given
@@ -33,12 +52,12 @@ def check_range(
     if integer:
         is_number = is_number and float(value).is_integer()  # type: ignore[arg-type]
     if not is_number or not math.isfinite(float(value)):  # type: ignore[arg-type]
-        raise ValueError(f"Invalid {name}={value!r}: expected a finite number with {allowed}")
+        raise InvalidArgumentError(name, value, f"a finite number with {allowed}")
     number = float(value)  # type: ignore[arg-type]
     too_low = low is not None and (number < low or (not low_inclusive and number == low))
     too_high = high is not None and (number > high or (not high_inclusive and number == high))
     if too_low or too_high:
-        raise ValueError(f"Invalid {name}={value!r}: expected {allowed}")
+        raise InvalidArgumentError(name, value, allowed)
 
 
 class NonFiniteObservationError(ValueError):

@@ -14,7 +14,7 @@ these Zoo modules has been executed:
 - ``rl_zoo3.hyperparams_opt``: ``HYPERPARAMS_SAMPLER`` and ``HYPERPARAMS_CONVERTER`` of each of the three;
 - ``rl_zoo3.exp_manager``: for ``--algo trpo_plus`` (or a family) without ``-conf``, ``ExperimentManager`` reads
   :func:`hyperparams_path` (shipped inside the wheel) instead of ``<rl_zoo3>/hyperparams/<algo>.yml``,
-  and checks every hyperparameter's name and type before any environment is built; ``-optimize --storage``
+  and checks every hyperparameter's name, type and value before any environment is built; ``-optimize --storage``
   gets a heartbeat and study checks (:mod:`sb3_trpo_plus.study`).
 
 Every other algorithm is left as it is. :func:`register` does the same by hand (for a Python session
@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
-from sb3_trpo_plus.trpo_plus import TRPOPlus
+from sb3_trpo_plus.trpo_plus import SCHEDULE_ARGUMENTS, TRPOPlus, check_arguments
+from sb3_trpo_plus.validation import InvalidArgumentError
 
 if TYPE_CHECKING:
     import optuna
@@ -104,10 +105,6 @@ NET_ARCHS: dict[str, dict[str, list[int]]] = {
     "medium": {"pi": [256, 256], "vf": [256, 256]},
 }
 ACTIVATION_FNS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
-
-#: Arguments that may be a ``lin_<initial value>`` schedule string: the Zoo converts ``learning_rate`` itself,
-#: :func:`make_schedules` converts the others.
-SCHEDULE_KEYS = ("learning_rate", "target_kl")
 
 
 def hyperparams_path(algo: str = ALGO_NAME) -> Path:
@@ -218,24 +215,51 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _is_linear_schedule(value: str) -> bool:
-    """Whether ``value`` is the Zoo's ``lin_<initial value>`` schedule string with a finite initial value."""
+def _linear_schedule_start(value: str) -> float | None:
+    """The initial value of the Zoo's ``lin_<initial value>`` schedule string, or ``None`` if ``value`` is not one
+    with a finite initial value."""
     prefix, _, number = value.partition("_")
     try:
-        return prefix == "lin" and math.isfinite(float(number))
+        start = float(number)
     except ValueError:
-        return False
+        return None
+    return start if prefix == "lin" and math.isfinite(start) else None
+
+
+def _expected_instead(key: str, value: Any, default: Any) -> str | None:
+    """What a hyperparameter ``key`` should have been given instead of ``value``, or ``None`` if ``value`` is allowed."""
+    if key == "target_kl" and value == "auto":
+        return None
+    if key in SCHEDULE_ARGUMENTS and isinstance(value, str):  # the Zoo converts learning_rate, make_schedules the rest
+        value = _linear_schedule_start(value)  # checked below with the limits of a constant
+        if value is None:
+            return "a number or a 'lin_<initial value>' schedule" + (" or 'auto'" if key == "target_kl" else "")
+    elif key in ("n_timesteps", "n_envs"):
+        ok = _is_number(value) and float(value).is_integer() and value > 0
+        return None if ok else "a positive whole number"
+    elif isinstance(default, bool) and not isinstance(value, bool):
+        return "true or false"
+    elif _is_number(default) and not (_is_number(value) or callable(value)):
+        return "a number"
+    try:
+        check_arguments({key: value})  # TRPOPlus's own limits
+    except InvalidArgumentError as error:
+        return error.expected
+    return None
 
 
 def check_hyperparams(
     hyperparams: dict[str, Any], where: str = "", sources: dict[str, str] | None = None, algo: str = ALGO_NAME
 ) -> None:
     """
-    Check a Zoo hyperparameter entry for ``trpo_plus`` before anything is built.
+    Check a Zoo hyperparameter entry for ``trpo_plus`` (or a family) before anything is built.
 
-    Raises ``ValueError`` naming the key for an unknown key (with the closest known ones) and for a value of
-    the wrong type: a bool argument given a non-bool, a numeric argument given a non-number (``learning_rate``
-    and ``target_kl`` may also be a ``lin_<value>`` schedule string). Ranges are checked by :class:`TRPOPlus` itself.
+    Raises ``ValueError`` naming the key, the value and ``where`` it comes from: for an unknown key (with the
+    closest known ones), for a value of the wrong type (a bool argument given a non-bool, a numeric argument a
+    non-number; ``learning_rate`` and ``target_kl`` may also be a ``lin_<value>`` schedule string), and for a value
+    outside the limits that :class:`TRPOPlus`'s constructor checks (:func:`~sb3_trpo_plus.trpo_plus.check_arguments`;
+    a schedule's initial value included). What needs the env (its action space, ``n_steps * n_envs``) is checked
+    when the model is built.
 
     :param hyperparams: the entry, after the Zoo merged ``--hyperparams`` and ``--trial-id`` into it
     :param where: where the entry comes from, for the message
@@ -256,22 +280,8 @@ def check_hyperparams(
                 f"Unknown hyperparameter {key!r} for {algo}{suffix}{hint} "
                 f"Known: TRPOPlus arguments {sorted(defaults)} and RL Zoo keys {sorted(ZOO_KEYS)}"
             )
-        default = defaults.get(key)
-        if key in SCHEDULE_KEYS and isinstance(value, str):
-            ok = _is_linear_schedule(value) or (key == "target_kl" and value == "auto")
-            expected = "a number or a 'lin_<initial value>' schedule" + (" or 'auto'" if key == "target_kl" else "")
-        elif key in ("n_timesteps", "n_envs"):
-            ok = _is_number(value) and float(value).is_integer() and value > 0
-            expected = "a positive whole number"
-        elif isinstance(default, bool):
-            ok = isinstance(value, bool)
-            expected = "true or false"
-        elif _is_number(default):
-            ok = _is_number(value) or callable(value)  # callable: a schedule object the Zoo made
-            expected = "a number"
-        else:
-            continue
-        if not ok:
+        expected = _expected_instead(key, value, defaults.get(key))
+        if expected is not None:
             raise ValueError(f"Invalid hyperparameter {key}={value!r} for {algo}{suffix}: expected {expected}")
 
 
@@ -284,8 +294,9 @@ def make_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
     :return: ``hyperparams``
     """
     value = hyperparams.get("target_kl")
-    if isinstance(value, str) and value.startswith("lin_"):
-        hyperparams["target_kl"] = LinearSchedule(float(value.split("_", 1)[1]), 0.0, 1.0)
+    start = _linear_schedule_start(value) if isinstance(value, str) else None
+    if start is not None:
+        hyperparams["target_kl"] = LinearSchedule(start, 0.0, 1.0)
     return hyperparams
 
 

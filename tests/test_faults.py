@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import pickle
 import re
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from stable_baselines3.common.utils import LinearSchedule
 from torch.nn.utils import parameters_to_vector
 
 from sb3_trpo_plus import TRPOPlus
-from sb3_trpo_plus.trpo_plus import NonFiniteObservationError
+from sb3_trpo_plus.trpo_plus import ARGUMENT_RANGES, NonFiniteObservationError, check_arguments
+from sb3_trpo_plus.validation import InvalidArgumentError
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -53,6 +56,18 @@ def test_invalid_argument_names_argument_and_value(name: str, value: object) -> 
     with pytest.raises(ValueError, match=re.escape(f"Invalid {name}={value!r}")) as error:
         TRPOPlus("MlpPolicy", "Pendulum-v1", **{name: value})
     assert "expected" in str(error.value)
+
+
+def test_argument_checks_are_one_table_of_constructor_arguments() -> None:
+    """The constructor's checks are :func:`check_arguments` over a table of its own argument names (which the RL Zoo
+    integration applies to one hyperparameter at a time); the error keeps what was wrong for callers to reword."""
+    assert set(ARGUMENT_RANGES) <= set(inspect.signature(TRPOPlus.__init__).parameters)
+    check_arguments({"target_kl": LinearSchedule(0.02, 0.0, 1.0), "torch_threads": "auto", "policy": "MlpPolicy"})
+    with pytest.raises(InvalidArgumentError) as error:
+        check_arguments({"n_critic_updates": 10, "gamma": 1.5})
+    assert (error.value.name, error.value.value, error.value.expected) == ("gamma", 1.5, "0.0 <= gamma <= 1.0")
+    assert str(error.value) == "Invalid gamma=1.5: expected 0.0 <= gamma <= 1.0"
+    assert str(pickle.loads(pickle.dumps(error.value))) == str(error.value)
 
 
 def test_valid_edge_values_are_accepted() -> None:

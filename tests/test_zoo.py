@@ -21,6 +21,7 @@ optuna = pytest.importorskip("optuna")
 
 import _sb3_trpo_plus_zoo_hook as start_hook  # noqa: E402
 from sb3_trpo_plus import TRPOPlus  # noqa: E402
+from sb3_trpo_plus.normalization import NormalizedFlattenExtractor  # noqa: E402
 from sb3_trpo_plus.zoo import hyperparams_path  # noqa: E402
 
 # Wheel install: both in site-packages; editable install or checkout: both at the repository root.
@@ -122,7 +123,10 @@ def test_train_finds_yaml_and_enjoy_loads_model(tmp_path: Path, monkeypatch: pyt
     model_file = logs / "trpo_plus" / "CartPole-v1_1" / "CartPole-v1.zip"
     assert model_file.is_file()
 
-    zoo_main(monkeypatch, "enjoy", "--algo", "trpo_plus", "--env", "CartPole-v1", "-f", str(logs), "--no-render", "-n", "50")
+    # enjoy as the README writes it, with its window: the zoo extra brings the classic-control renderer (pygame);
+    # SDL's dummy video driver stands in for a display
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    zoo_main(monkeypatch, "enjoy", "--algo", "trpo_plus", "--env", "CartPole-v1", "-f", str(logs), "-n", "20")
     assert isinstance(TRPOPlus.load(model_file), TRPOPlus)
 
 
@@ -203,6 +207,17 @@ def test_conf_overrides_and_other_algorithms_keep_their_files(tmp_path: Path) ->
         assert Path(config).parts[-3:] == ("rl_zoo3", "hyperparams", f"{algo}.yml")
 
 
+@pytest.fixture
+def no_env_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the Zoo builds an env: hyperparameters are checked before that."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    def create_envs(*args: object, **kwargs: object) -> None:
+        pytest.fail("the Zoo built an env before reporting the bad hyperparameter")
+
+    monkeypatch.setattr(ExperimentManager, "create_envs", create_envs)
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
@@ -213,17 +228,29 @@ def test_conf_overrides_and_other_algorithms_keep_their_files(tmp_path: Path) ->
         ("target_kl: lin_fast", r"Invalid hyperparameter target_kl='lin_fast' .*'lin_<initial value>' schedule"),
         ("n_envs: 1.5", r"Invalid hyperparameter n_envs=1.5"),
         ("seed: 1", r"Invalid hyperparameter 'seed' .*sets it itself"),
+        # values outside TRPOPlus's limits (its constructor's checks), a schedule's initial value included
+        ("cg_max_steps: 0", r"Invalid hyperparameter cg_max_steps=0 .*: expected 1 <= cg_max_steps \(an integer\)$"),
+        ("target_kl: lin_-0.01", r"Invalid hyperparameter target_kl='lin_-0.01' .*: expected 0.0 < target_kl$"),
+        ("learning_rate: 0", r"Invalid hyperparameter learning_rate=0 .*: expected 0.0 < learning_rate$"),
+        (
+            "line_search_shrinking_factor: 1",
+            r"line_search_shrinking_factor=1 .*: expected 0.0 < line_search_shrinking_factor < 1.0",
+        ),
+        ("torch_threads: 0", r"Invalid hyperparameter torch_threads=0 .*: expected 1 <= torch_threads"),
+        ("normalize_values: 'yes'", r"Invalid hyperparameter normalize_values='yes' .*: expected True, False or 'auto'$"),
     ],
 )
+@pytest.mark.usefixtures("no_env_built")
 def test_bad_hyperparameter_names_the_key(entry: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conf = tmp_path / "bad.yml"
     conf.write_text(f"CartPole-v1:\n  n_timesteps: 64\n  policy: MlpPolicy\n  {entry}\n")
     args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-f", str(tmp_path), "-conf", str(conf), *TINY]
     with pytest.raises(ValueError, match=message) as error:
         zoo_main(monkeypatch, "train", *args)
-    assert str(conf) in str(error.value)  # and says which file
+    assert f" for trpo_plus (env CartPole-v1, hyperparameters from {conf})" in str(error.value)  # the env and the file
 
 
+@pytest.mark.usefixtures("no_env_built")
 def test_bad_command_line_hyperparameter_names_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A typo given with ``--hyperparams`` is reported as coming from the command line, not from the YAML file."""
     args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path), *TINY]
@@ -232,6 +259,22 @@ def test_bad_command_line_hyperparameter_names_the_command_line(tmp_path: Path, 
         zoo_main(monkeypatch, "train", *args, "--hyperparams", "target_kll:0.01")
     with pytest.raises(ValueError, match=r"n_steps='many'" + source):
         zoo_main(monkeypatch, "train", *args, "--hyperparams", "n_critic_updates:2", "n_steps:'many'")
+
+
+@pytest.mark.parametrize("algo", ["trpo_plus", "trpo_plus_mask", "trpo_plus_lstm"])
+@pytest.mark.usefixtures("no_env_built")
+def test_bad_value_is_rejected_before_any_env(algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value outside TRPOPlus's limits, from ``--hyperparams`` or from a ``-conf`` file, stops every one of our Zoo
+    algorithms before any env is built, with the key, the value, the env and where the value came from."""
+    args = ["--algo", algo, "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path), *TINY]
+    command_line = f"Invalid hyperparameter target_kl=-0.01 for {algo} (env CartPole-v1, --hyperparams on the command line)"
+    with pytest.raises(ValueError, match=re.escape(f"{command_line}: expected 0.0 < target_kl")):
+        zoo_main(monkeypatch, "train", *args, "--hyperparams", "target_kl:-0.01")
+    conf = tmp_path / "bad.yml"
+    conf.write_text("CartPole-v1:\n  policy: MlpPolicy\n  gamma: 1.5\n")
+    in_file = f"Invalid hyperparameter gamma=1.5 for {algo} (env CartPole-v1, hyperparameters from {conf})"
+    with pytest.raises(ValueError, match=re.escape(f"{in_file}: expected 0.0 <= gamma <= 1.0")):
+        zoo_main(monkeypatch, "train", *args, "-conf", str(conf))
 
 
 def test_target_kl_lin_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,10 +292,18 @@ def test_target_kl_lin_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert "- target_kl\n    - lin_0.02\n" in (run / "CartPole-v1" / "config.yml").read_text()
 
 
-def test_bad_range_is_reported_by_trpo_plus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "64", "-f", str(tmp_path), *TINY]
-    with pytest.raises(ValueError, match=r"cg_max_steps=0"):
-        zoo_main(monkeypatch, "train", *args, "--hyperparams", "cg_max_steps:0")
+def test_target_kl_auto_and_normalization_settings_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``target_kl: auto`` is the constructor's default (not a schedule string); the normalization switches pass."""
+    conf = tmp_path / "mine.yml"
+    conf.write_text(
+        "Pendulum-v1:\n  n_timesteps: 128\n  policy: MlpPolicy\n  n_steps: 64\n  batch_size: 64\n  target_kl: auto\n"
+        "  normalize_values: false\n"
+    )
+    args = ["--algo", "trpo_plus", "--env", "Pendulum-v1", "-f", str(tmp_path), "-conf", str(conf), *TINY]
+    zoo_main(monkeypatch, "train", *args)
+    model = TRPOPlus.load(tmp_path / "trpo_plus" / "Pendulum-v1_1" / "Pendulum-v1.zip")
+    assert model.target_kl == "auto" and model._current_target_kl() == pytest.approx(0.01)
+    assert model.value_normalizer is None and model.policy_kwargs["features_extractor_class"] is NormalizedFlattenExtractor
 
 
 # --------------------------------------------------------------------------- the shipped entries

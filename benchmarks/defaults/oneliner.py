@@ -89,6 +89,7 @@ def run(config: str, env_id: str, seed: int, steps: int, episodes: int = 10) -> 
 
     th.set_num_threads(1)
     library, kwargs = CONFIGS[config]
+    algo_class: type[Any]
     if library == "sb3_contrib":
         from sb3_contrib import TRPO as algo_class
     else:
