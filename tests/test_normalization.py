@@ -158,15 +158,25 @@ def test_popart_statistics_preserve_the_policys_values() -> None:
 
 def test_critic_fits_any_reward_scale() -> None:
     """With the default learning rate, the critic explains the returns at reward scale 0.01 and at 1000 (the
-    normalized problem is the same up to the data); on the returns' own scale it explains nothing at 1000."""
+    normalized problem is the same up to the data); on the returns' own scale it explains nothing at 1000.
+    (Explained variance of each rollout by the values predicted when it was collected, mean of updates 5-8.)"""
     explained = {}
+
+    class Log(BaseCallback):
+        def _on_rollout_start(self) -> None:
+            values.append(self.model.logger.name_to_value.get("train/explained_variance", float("nan")))
+
+        def _on_step(self) -> bool:
+            return True
+
     for scale, normalize_values in ((0.01, True), (1000.0, True), (1000.0, False)):
+        values: list[float] = []
         env = ScaledReward(gym.make("Pendulum-v1"), scale)
         model = TRPOPlus("MlpPolicy", env, n_steps=512, seed=0, normalize_values=normalize_values)
-        model.learn(8 * 512)
-        explained[(scale, normalize_values)] = model.logger.name_to_value["train/explained_variance"]
-    assert explained[(0.01, True)] > 0.4 and explained[(1000.0, True)] > 0.4
-    assert explained[(1000.0, False)] < 0.1
+        model.learn(9 * 512, callback=Log())
+        explained[(scale, normalize_values)] = float(np.mean(values[5:9]))
+    assert explained[(0.01, True)] > 0.3 and explained[(1000.0, True)] > 0.3, explained
+    assert explained[(1000.0, False)] < 0.1, explained
 
 
 def test_vec_normalize_stack_gets_the_old_update_and_is_told_once(capsys: pytest.CaptureFixture) -> None:
