@@ -6,9 +6,10 @@ The running mean and variance of the observations are buffers of the policy's fe
 a Dict; images pass untouched) are SB3's ``FlattenExtractor`` and ``CombinedExtractor`` with
 :class:`ObservationNormalizer` in front, ``clip((x - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)``, as
 ``VecNormalize`` computes it. TRPOPlus selects them through ``policy_kwargs["features_extractor_class"]`` (SB3's
-own way to choose an extractor, saved with the model) and updates their statistics only between updates, from the
-rollout just collected (:func:`update_observation_statistics`), so that one update's old and new policies see the
-same map and the stored log-probabilities stay exact.
+own way to choose an extractor, saved with the model) and updates their statistics only between updates: an
+update's rollout is taken in when the next rollout starts (:func:`update_observation_statistics`), so that the
+policy that collects a rollout is the one its update starts from, one update's old and new policies see the same
+map, and the stored log-probabilities stay exact.
 """
 
 from __future__ import annotations
