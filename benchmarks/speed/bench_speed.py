@@ -210,6 +210,10 @@ def variant_kwargs(algo: str) -> dict[str, Any]:
     return kwargs
 
 
+#: TRPOPlus's switch to sb3-contrib's update (no normalization inside the policy), so that both compute the same
+SAME_UPDATE = {"normalize_observations": False, "normalize_values": False}
+
+
 def make_model(algo: str, env, kwargs: dict[str, Any], target_kl_per_dim: float):
     """A model of ``algo`` ('sb3_contrib', 'trpo_plus' or a variant label) with the KL bound and damping converted."""
     from stable_baselines3.common.logger import Logger
@@ -223,7 +227,7 @@ def make_model(algo: str, env, kwargs: dict[str, Any], target_kl_per_dim: float)
         from sb3_trpo_plus import TRPOPlus
 
         act_dim = int(np.prod(env.action_space.shape))
-        kwargs = {**kwargs, "cg_damping": kwargs["cg_damping"] * act_dim, **variant_kwargs(algo)}
+        kwargs = {**kwargs, "cg_damping": kwargs["cg_damping"] * act_dim, **SAME_UPDATE, **variant_kwargs(algo)}
         model = TRPOPlus("MlpPolicy", env, target_kl=target_kl_per_dim * act_dim, **kwargs)
     model.set_logger(Logger(folder=None, output_formats=[]))
     return model
