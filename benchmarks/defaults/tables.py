@@ -72,39 +72,51 @@ def welch_below(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(stats.ttest_ind(ours, theirs, equal_var=False, alternative="less").pvalue)
 
 
+def p_below(ours: pd.Series, theirs: pd.Series) -> str:
+    """:func:`welch_below` as a table cell, ``n/a`` without runs to compare."""
+    return f"{welch_below(ours.to_numpy(), theirs.to_numpy()):.3f}" if len(theirs) else "n/a"
+
+
 def summary(values: pd.Series) -> str:
     """``mean ± std (n)``, or ``n/a``."""
     return f"{values.mean():.1f} ± {values.std(ddof=1):.1f} ({len(values)})" if len(values) else "n/a"
 
 
 def confirmation(runs: pd.DataFrame, chosen: str) -> str:
+    """The confirmation table: each configuration's one-liner, the tuned entry, the chosen one's share of it, the
+    one-sided Welch p-value of "the chosen one is below" each other one-liner, and the chosen one's wall time."""
     tuned = tuned_entries()
     bench = runs[runs.seed.between(0, 9) & (runs.steps == 1_000_000)]
-    configs = [chosen, *(c for c in ("today", "sb3_contrib") if c != chosen)]
-    header = ["task", *(f"`{c}` one-liner" for c in configs), "tuned entry (Zoo stack)", "share of tuned", "wall time"]
+    others = [c for c in ("today", "sb3_contrib") if c != chosen]
+    header = [
+        "task",
+        *(f"`{c}` one-liner" for c in (chosen, *others)),
+        "tuned entry (Zoo stack)",
+        "share of tuned",
+        *(f"p(`{chosen}` below `{c}`)" for c in others),
+        "wall time",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in sorted(set(bench.env)):
-        cells, values = [], {}
-        for config in configs:
+        values = {}
+        for config in (chosen, *others):
             rows = bench[(bench.config == config) & (bench.env == task)]
-            if not set(CONFIRM_SEEDS) <= set(rows.seed):  # reported once all of its planned seeds are done
-                rows = rows.iloc[:0]
-            values[config] = rows.final_mean.to_numpy()
-            cells.append(summary(rows.final_mean))
+            complete = set(CONFIRM_SEEDS) <= set(rows.seed)  # reported once all of its planned seeds are done
+            values[config] = rows.final_mean if complete else rows.final_mean.iloc[:0]
         if not len(values[chosen]):
             continue
         entry = tuned[tuned.env == task].final_mean
-        cells.append(summary(entry))
-        share = values[chosen].mean() / entry.mean() if len(entry) and len(values[chosen]) else float("nan")
-        target = "" if np.isnan(share) else (" (target met)" if share >= 0.85 else " (**below 85%**)")
-        cells.append(f"{share:.0%}{target}" if not np.isnan(share) else "n/a")
+        share = values[chosen].mean() / entry.mean() if len(entry) else float("nan")
+        target = " (target met)" if share >= 0.85 else " (**below 85%**)"
         wall = bench[(bench.config == chosen) & (bench.env == task)].wall_time_s
-        cells.append(f"{wall.median():.0f} s" if len(wall) else "n/a")
+        cells = [
+            *(summary(values[c]) for c in (chosen, *others)),
+            summary(entry),
+            f"{share:.0%}{target}" if not np.isnan(share) else "n/a",
+            *(p_below(values[chosen], values[c]) for c in others),
+            f"{wall.median():.0f} s",
+        ]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
-        for other in ("today", "sb3_contrib"):
-            if other != chosen and len(values.get(other, [])) >= 2 and len(values[chosen]) >= 2:
-                p = welch_below(values[chosen], values[other])
-                lines[-1] += f" p(below {other}) = {p:.3f}"
     return "\n".join(lines)
 
 
