@@ -16,6 +16,7 @@ a problem of unit scale: the default learning rate fits values of 0.01 or of 100
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -63,6 +64,7 @@ def regress(optimizer: th.optim.Optimizer, critic_params: list[nn.Parameter], lo
     return done
 
 
+@functools.cache
 def _known_value_methods() -> dict[str, set[object]]:
     """Each of :data:`VALUE_METHODS` as SB3's and sb3-contrib's actor-critic policies define it."""
     bases: list[type] = [ActorCriticPolicy]
