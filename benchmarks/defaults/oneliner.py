@@ -7,6 +7,7 @@ Configurations (``--config``):
 * ``today``: TRPOPlus's defaults before normalization (``normalize_observations=False, normalize_values=False,
   target_kl=0.01``);
 * ``norm``: normalization on, ``target_kl=0.01`` (a screening candidate);
+* ``lin``: ``new`` with the radius shrinking linearly from the ``"auto"`` value to 0 over the run (round 2);
 * ``sb3_contrib``: ``sb3_contrib.TRPO`` with its defaults.
 
 Usage::
@@ -52,6 +53,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "new": ("trpo_plus", {}),
     "today": ("trpo_plus", {"normalize_observations": False, "normalize_values": False, "target_kl": 0.01}),
     "norm": ("trpo_plus", {"normalize_observations": True, "normalize_values": True, "target_kl": 0.01}),
+    "lin": ("trpo_plus", {"target_kl": "lin_auto"}),
     "sb3_contrib": ("sb3_contrib", {}),
 }
 
@@ -98,8 +100,15 @@ def run(config: str, env_id: str, seed: int, steps: int, episodes: int = 10) -> 
     ignored = sorted(key for key in kwargs if key not in accepted)  # an older TRPOPlus without the argument
     kwargs = {key: value for key, value in kwargs.items() if key in accepted}
 
+    build = dict(kwargs)
+    if build.get("target_kl") == "lin_auto":  # round 2's candidate: the "auto" radius shrinking linearly to 0
+        from stable_baselines3.common.utils import LinearSchedule
+
+        probe = algo_class("MlpPolicy", gym.make(env_id), seed=seed, **{**build, "target_kl": "auto"})
+        build["target_kl"] = LinearSchedule(probe._auto_target_kl(), 0.0, 1.0)
+        del probe
     start = time.perf_counter()
-    model = algo_class("MlpPolicy", gym.make(env_id), seed=seed, **kwargs)
+    model = algo_class("MlpPolicy", gym.make(env_id), seed=seed, **build)
     model.learn(steps)
     wall = time.perf_counter() - start
     eval_env = gym.make(env_id)
