@@ -1,4 +1,5 @@
-"""Train TRPOPlus from the command line: ``python -m sb3_trpo_plus --env Pendulum-v1``.
+"""Train TRPOPlus from the command line: ``python -m sb3_trpo_plus --env Pendulum-v1``; export a saved model to ONNX
+with ``python -m sb3_trpo_plus export MODEL.zip POLICY.onnx`` (see :mod:`sb3_trpo_plus.export`).
 
 Trains with a progress bar, saves the model, and prints its deterministic evaluation next to that of the
 untrained policy. For tuned hyperparameters on many tasks, use the RL Zoo (``--algo trpo_plus``).
@@ -10,6 +11,7 @@ import argparse
 import ast
 import difflib
 import inspect
+import sys
 import time
 from typing import Any, NamedTuple
 
@@ -150,8 +152,13 @@ def main(argv: list[str] | None = None) -> TRPOPlus:
     print(f"  untrained: {before_mean:9.1f} +/- {before_std:.1f}")
     print(f"  trained:   {after_mean:9.1f} +/- {after_std:.1f}")
     print(f'Load it with: TRPOPlus.load("{save_path}")')
+    print(f"Export it to ONNX with: python -m sb3_trpo_plus export {save_path} policy.onnx --env {args.env}")
     return model
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["export"]:  # python -m sb3_trpo_plus export MODEL.zip POLICY.onnx
+        from sb3_trpo_plus.export import main as export_main
+
+        sys.exit(export_main(sys.argv[2:]))
     main()
