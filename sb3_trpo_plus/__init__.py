@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from sb3_trpo_plus.export import export_onnx
 from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_trpo_plus.trpo_plus import TRPOPlus
 
@@ -32,4 +33,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CnnPolicy", "MaskableTRPOPlus", "MlpPolicy", "MultiInputPolicy", "RecurrentTRPOPlus", "TRPOPlus", "__version__"]
+__all__ = [
+    "CnnPolicy",
+    "MaskableTRPOPlus",
+    "MlpPolicy",
+    "MultiInputPolicy",
+    "RecurrentTRPOPlus",
+    "TRPOPlus",
+    "__version__",
+    "export_onnx",
+]
