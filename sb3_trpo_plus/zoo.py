@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import importlib.util
 import inspect
 import math
 import sys
@@ -248,6 +249,26 @@ def _expected_instead(key: str, value: Any, default: Any) -> str | None:
     return None
 
 
+#: gymnasium env families whose simulator is an extra of ours: entry-point prefix -> (module, extra)
+ENV_EXTRAS = {"gymnasium.envs.box2d": ("Box2D", "box2d"), "gymnasium.envs.mujoco": ("mujoco", "mujoco")}
+
+
+def missing_extra(env_id: str) -> str | None:
+    """One line naming the extra an env needs when its simulator is not installed (``None`` when nothing is missing
+    or the env is not one of gymnasium's Box2D or MuJoCo tasks)."""
+    import gymnasium as gym
+
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error:
+        return None  # not registered (yet): the Zoo reports it
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    for prefix, (module, extra) in ENV_EXTRAS.items():
+        if entry.startswith(prefix) and importlib.util.find_spec(module) is None:
+            return f"{env_id} needs {module}, which is not installed: pip install 'sb3-trpo-plus[{extra}]'"
+    return None
+
+
 def check_hyperparams(
     hyperparams: dict[str, Any], where: str = "", sources: dict[str, str] | None = None, algo: str = ALGO_NAME
 ) -> None:
@@ -334,6 +355,9 @@ def _patch_experiment_manager(exp_manager: ModuleType) -> None:
     def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         hyperparams, saved_hyperparams = original_read(self)
         if self.algo in ALGO_NAMES:
+            missing = missing_extra(self.env_name.gym_id)
+            if missing is not None:  # before any env is built, one line naming the extra
+                raise ModuleNotFoundError(missing)
             env = f"env {self.env_name.gym_id}"
             where = f"{env}, hyperparameters from {self.config}"
             if self.storage and self.study_name and self.trial_id:

@@ -338,3 +338,36 @@ def test_shipped_entry_builds_train_and_eval_envs(env_id: str, tmp_path: Path) -
     model.predict(obs, deterministic=True)  # the policy acts on the evaluation env's observations
     eval_env.close()
     model.get_env().close()
+
+
+@pytest.mark.usefixtures("no_env_built")
+def test_a_missing_simulator_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Box2D (or MuJoCo) not installed: one line naming our extra, before any env is built."""
+    import importlib.util
+
+    from sb3_trpo_plus.zoo import missing_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "Box2D" else real(name, *a))
+    assert missing_extra("BipedalWalker-v3") == (
+        "BipedalWalker-v3 needs Box2D, which is not installed: pip install 'sb3-trpo-plus[box2d]'"
+    )
+    assert missing_extra("Hopper-v5") is None and missing_extra("CartPole-v1") is None and missing_extra("NoSuch-v0") is None
+    args = ["--algo", "trpo_plus", "--env", "BipedalWalker-v3", "-n", "64", "-f", str(tmp_path), *TINY]
+    with pytest.raises(ModuleNotFoundError, match=r"^BipedalWalker-v3 needs Box2D.*\[box2d\]'$"):
+        zoo_main(monkeypatch, "train", *args)
+
+
+def test_v4_entries_are_the_v5_entries() -> None:
+    """One source per setting: each MuJoCo -v4 entry is its -v5 entry (Ant-v4 without the wrapper that drops the
+    contact forces v4's observation does not have)."""
+    import yaml
+
+    entries = yaml.safe_load(hyperparams_path().read_text())
+    v4 = [env_id for env_id in entries if env_id.endswith("-v4")]
+    assert len(v4) == 9
+    for env_id in v4:
+        expected = dict(entries[env_id.replace("-v4", "-v5")])
+        if env_id == "Ant-v4":
+            expected["env_wrapper"] = None
+        assert entries[env_id] == expected, env_id
