@@ -50,6 +50,7 @@ from sb3_trpo_plus.normalization import observation_normalizers
 EXTRA = "pip install 'sb3-trpo-plus[export]'"
 #: the names of the graph's inputs and outputs besides the observations (a Dict's keys name its inputs)
 ACTION_MASK, EPISODE_START, STATE_H, STATE_C = "action_mask", "episode_start", "lstm_h", "lstm_c"
+CRITIC_H, CRITIC_C = "critic_lstm_h", "critic_lstm_c"
 ACTIONS, VALUE, LOG_STD = "actions", "value", "log_std"
 #: ``metadata_props`` keys written into the file
 METADATA_KEYS = ("observation_space", "action_space", "inputs", "outputs", "producer", "vec_normalize")
@@ -258,6 +259,8 @@ class PolicyGraph(th.nn.Module):
         obs = self._observation(inputs)
         policy: Any = self.policy
         outputs: list[th.Tensor] = []
+        value: th.Tensor | None = None
+        critic_states: list[th.Tensor] = []
         if self.kind == "recurrent":
             h, c, episode_start = inputs[n_obs], inputs[n_obs + 1], inputs[n_obs + 2]
             features = BaseModel.extract_features(policy, obs, policy.pi_features_extractor)
@@ -267,6 +270,20 @@ class PolicyGraph(th.nn.Module):
             latent = policy.mlp_extractor.forward_actor(output.squeeze(0))
             distribution = policy._get_action_dist_from_latent(latent)
             outputs = [self._finish(distribution.get_actions(deterministic=True)), h_out, c_out]
+            if self.value:  # sb3-contrib's predict_values: the critic's own LSTM, the actor's (shared), or a Linear
+                vf_features = BaseModel.extract_features(policy, obs, policy.vf_features_extractor)
+                if policy.lstm_critic is not None:
+                    critic_h, critic_c = inputs[n_obs + 3], inputs[n_obs + 4]
+                    critic_output, (critic_h, critic_c) = policy.lstm_critic(
+                        vf_features.unsqueeze(0), (keep * critic_h, keep * critic_c)
+                    )
+                    latent_vf = critic_output.squeeze(0)
+                    critic_states = [critic_h, critic_c]
+                elif policy.shared_lstm:
+                    latent_vf = output.squeeze(0)
+                else:
+                    latent_vf = policy.critic(vf_features)
+                value = policy.value_net(policy.mlp_extractor.forward_critic(latent_vf))
         elif self.kind == "masked":
             mask = inputs[n_obs]
             distribution = policy.get_distribution(obs, action_masks=mask)
@@ -275,7 +292,8 @@ class PolicyGraph(th.nn.Module):
             outputs = [self._finish(policy._predict(obs, deterministic=True))]
             distribution = policy.get_distribution(obs) if self.log_std else None
         if self.value:
-            outputs.append(policy.predict_values(obs))
+            outputs.append(policy.predict_values(obs) if value is None else value)
+            outputs += critic_states
         if self.log_std:
             assert distribution is not None
             outputs.append(th.log(distribution.distribution.stddev))
@@ -348,7 +366,13 @@ def _resolve_vec_normalize(model: Any, vec_normalize: VecNormalize | str | os.Pa
     )
 
 
-def _example_inputs(policy: BasePolicy, kind: str, batch: int) -> tuple[list[str], list[th.Tensor]]:
+def _critic_lstm(policy: BasePolicy) -> th.nn.LSTM | None:
+    """The critic's own LSTM of a recurrent policy (``None``: shared with the actor, or a Linear critic)."""
+    lstm = getattr(policy, "lstm_critic", None)
+    return lstm if isinstance(lstm, th.nn.LSTM) else None
+
+
+def _example_inputs(policy: BasePolicy, kind: str, batch: int, value: bool = False) -> tuple[list[str], list[th.Tensor]]:
     """Input names and example tensors (the dtypes ``predict`` would hand the policy)."""
     space = copy.deepcopy(policy.observation_space)  # samples from a copy: the user's space keeps its random stream
     space.seed(0)
@@ -369,6 +393,11 @@ def _example_inputs(policy: BasePolicy, kind: str, batch: int) -> tuple[list[str
             tensors.append(th.zeros((lstm.num_layers, batch, lstm.hidden_size)))
         names.append(EPISODE_START)
         tensors.append(th.zeros(batch))
+        critic = _critic_lstm(policy) if value else None
+        if critic is not None:
+            for name in (CRITIC_H, CRITIC_C):
+                names.append(name)
+                tensors.append(th.zeros((critic.num_layers, batch, critic.hidden_size)))
     taken = set()
     for name in names:
         if name in taken:
@@ -427,7 +456,9 @@ def export_onnx(
     ``action_mask`` (bool, sb3-contrib's layout) for ``MaskableTRPOPlus``; ``lstm_h``, ``lstm_c`` (``(layers,
     batch, hidden)``) and ``episode_start`` (float, 1 where an episode starts) for ``RecurrentTRPOPlus``, as
     ``predict(..., state=(h, c), episode_start=...)`` takes them. Outputs: ``actions``, then ``lstm_h_out`` and
-    ``lstm_c_out`` (recurrent), ``value`` and ``log_std`` when asked for. The file's ``metadata_props`` hold the
+    ``lstm_c_out`` (recurrent), ``value`` and ``log_std`` when asked for. A recurrent policy whose critic has its own
+    LSTM also takes ``critic_lstm_h``, ``critic_lstm_c`` and outputs ``critic_lstm_h_out``, ``critic_lstm_c_out``
+    with ``value=True``. The file's ``metadata_props`` hold the
     spaces (JSON), the inputs and outputs, and where the observation statistics came from.
 
     :param model: a trained model (TRPOPlus, MaskableTRPOPlus, RecurrentTRPOPlus or any SB3 actor-critic) or its policy
@@ -437,7 +468,8 @@ def export_onnx(
         or the path of the file ``VecNormalize.save`` wrote (models trained behind ``VecNormalize``, including
         every model of earlier versions); ``False``: none (the graph then takes normalized observations).
         Statistics normalized inside the policy (``normalize_observations``) are always in the graph.
-    :param value: also output the value estimate (``predict_values``; not for recurrent policies)
+    :param value: also output the value estimate (``predict_values``; recurrent: as sb3-contrib's ``forward`` computes
+        it, with the critic's own LSTM state when it has one)
     :param log_std: also output the log standard deviation of a Gaussian action distribution
     :param check: run the file with ONNX Runtime and compare with ``predict``; on a mismatch the file is removed and
         :class:`ExportCheckError` raised
@@ -456,23 +488,20 @@ def export_onnx(
     if not isinstance(policy, BasePolicy):
         raise ExportError(f"Invalid model: expected an SB3 algorithm or policy, got {type(model).__name__}")
     kind = _kind(model, policy)
-    if value and kind == "recurrent":
-        raise ExportError(
-            "Invalid value=True: the value output is not exported for recurrent policies (their critic has "
-            "its own LSTM state); use value=False"
-        )
     if value and not hasattr(policy, "predict_values"):
         raise ExportError(f"Invalid value=True: {type(policy).__name__} has no predict_values")
     statistics = _resolve_vec_normalize(model, vec_normalize)
     exported = _cpu_copy(policy)
     folded = FoldedVecNormalize(statistics, exported.observation_space) if statistics is not None else None
     graph = PolicyGraph(exported, folded, kind, value, log_std).eval()
-    names, tensors = _example_inputs(exported, kind, batch=2)
+    names, tensors = _example_inputs(exported, kind, batch=2, value=value)
     output_names = [ACTIONS]
     if kind == "recurrent":
         output_names += [f"{STATE_H}_out", f"{STATE_C}_out"]
     if value:
         output_names.append(VALUE)
+        if kind == "recurrent" and _critic_lstm(exported) is not None:
+            output_names += [f"{CRITIC_H}_out", f"{CRITIC_C}_out"]
     if log_std:
         output_names.append(LOG_STD)
 
@@ -484,7 +513,7 @@ def export_onnx(
         )
     with _distributions_unchecked(), th.no_grad(), _quiet_exporter():
         batch = th.export.Dim("batch", min=1)
-        shapes = tuple({1: batch} if name in (STATE_H, STATE_C) else {0: batch} for name in names)
+        shapes = tuple({1: batch} if name in (STATE_H, STATE_C, CRITIC_H, CRITIC_C) else {0: batch} for name in names)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -692,23 +721,49 @@ def check_onnx(
         if mask is not None:
             feed[ACTION_MASK] = mask
             kwargs["action_masks"] = mask
+        critic_states = None
         if state is not None and start is not None:
             feed[STATE_H], feed[STATE_C], feed[EPISODE_START] = state[0], state[1], start
             kwargs.update(state=state, episode_start=start)
+            critic = _critic_lstm(policy) if value else None
+            if critic is not None:  # the critic's own LSTM state: random, as the actor's of the sampled rows
+                shape = (critic.num_layers, len(start), critic.hidden_size)
+                critic_states = (rng.normal(size=shape).astype(np.float32), rng.normal(size=shape).astype(np.float32))
+                feed[CRITIC_H], feed[CRITIC_C] = critic_states
         got = dict(zip([output.name for output in session.get_outputs()], session.run(None, feed), strict=True))
         normalized = to_policy(obs)
         actions, new_state = policy.predict(normalized, deterministic=True, **kwargs)
         expected = {ACTIONS: np.asarray(actions)}
-        if kind == "recurrent":
-            assert new_state is not None
-            expected[f"{STATE_H}_out"], expected[f"{STATE_C}_out"] = new_state[0], new_state[1]
+        methods: Any = policy  # an actor-critic policy (export_onnx checked predict_values and the distribution)
         with th.no_grad():
             tensor = policy.obs_to_tensor(normalized)[0]
-            methods: Any = policy  # an actor-critic policy (export_onnx checked predict_values and the distribution)
-            if value:
-                expected[VALUE] = methods.predict_values(tensor).cpu().numpy()
-            if log_std:
-                expected[LOG_STD] = th.log(methods.get_distribution(tensor).distribution.stddev).cpu().numpy()
+            if kind == "recurrent":
+                assert new_state is not None and state is not None and start is not None
+                expected[f"{STATE_H}_out"], expected[f"{STATE_C}_out"] = new_state[0], new_state[1]
+                from sb3_contrib.common.recurrent.type_aliases import RNNStates
+
+                def as_tensors(pair: tuple[np.ndarray, np.ndarray]) -> tuple[th.Tensor, th.Tensor]:
+                    return th.as_tensor(pair[0], device=policy.device), th.as_tensor(pair[1], device=policy.device)
+
+                actor = as_tensors(state)
+                start_tensor = th.as_tensor(start, dtype=th.float32, device=policy.device)
+                # sb3-contrib's forward: values and the critic's next state (predict_values does not return it)
+                _, values, _, next_states = methods.forward(
+                    tensor, RNNStates(actor, as_tensors(critic_states) if critic_states else actor), start_tensor, True
+                )
+                if value:
+                    expected[VALUE] = values.cpu().numpy()
+                if critic_states is not None:
+                    expected[f"{CRITIC_H}_out"] = next_states.vf[0].cpu().numpy()
+                    expected[f"{CRITIC_C}_out"] = next_states.vf[1].cpu().numpy()
+                if log_std:
+                    distribution = methods.get_distribution(tensor, actor, start_tensor)[0]
+                    expected[LOG_STD] = th.log(distribution.distribution.stddev).cpu().numpy()
+            else:
+                if value:
+                    expected[VALUE] = methods.predict_values(tensor).cpu().numpy()
+                if log_std:
+                    expected[LOG_STD] = th.log(methods.get_distribution(tensor).distribution.stddev).cpu().numpy()
         for name, want in expected.items():
             have = got.get(name)
             if have is None or have.shape != want.shape:

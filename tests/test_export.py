@@ -4,6 +4,7 @@ statistics inside the graph; bad requests get clear errors; the file runs in a p
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable
@@ -102,8 +103,24 @@ def _cases() -> list[Any]:
             "MlpLstmPolicy",
             lambda: gym.make("Pendulum-v1"),
             {"policy_kwargs": {"lstm_hidden_size": 16, "n_lstm_layers": 2}},
-            {},
-            id="recurrent-box",
+            {"value": True, "log_std": True},
+            id="recurrent-box-critic-lstm",
+        ),
+        pytest.param(
+            "RecurrentTRPOPlus",
+            "MlpLstmPolicy",
+            lambda: gym.make("Pendulum-v1"),
+            {"policy_kwargs": {"lstm_hidden_size": 16, "shared_lstm": True, "enable_critic_lstm": False}},
+            {"value": True},
+            id="recurrent-shared-lstm",
+        ),
+        pytest.param(
+            "RecurrentTRPOPlus",
+            "MlpLstmPolicy",
+            lambda: gym.make("CartPole-v1"),
+            {"policy_kwargs": {"lstm_hidden_size": 16, "enable_critic_lstm": False}},
+            {"value": True},
+            id="recurrent-linear-critic",
         ),
         pytest.param(
             "RecurrentTRPOPlus",
@@ -151,6 +168,8 @@ def test_export_matches_predict(
     assert ("value" in compared) == bool(export.get("value")) and ("log_std" in compared) == bool(export.get("log_std"))
     if family == "RecurrentTRPOPlus":
         assert {"lstm_h_out", "lstm_c_out"} <= compared
+        critic_lstm = export.get("value") and model.policy.lstm_critic is not None
+        assert ({"critic_lstm_h_out", "critic_lstm_c_out"} <= compared) == bool(critic_lstm)
     # what a deployment reads: named inputs and outputs, batch dimension, spaces in the metadata
     proto = onnx.load(path)
     metadata = {entry.key: entry.value for entry in proto.metadata_props}
@@ -167,10 +186,7 @@ def test_export_matches_predict(
         assert observation["shape"] == list(model.observation_space.shape)
     assert ("action_mask" in inputs) == (family == "MaskableTRPOPlus")
     assert {"lstm_h", "lstm_c", "episode_start"} <= set(inputs) or family != "RecurrentTRPOPlus"
-    assert all(
-        value.type.tensor_type.shape.dim[0 if value.name not in ("lstm_h", "lstm_c") else 1].dim_param
-        for value in proto.graph.input
-    )
+    assert all(value.type.tensor_type.shape.dim[1 if "lstm_" in value.name else 0].dim_param for value in proto.graph.input)
     # the user's model is untouched: same actions, same training mode, the space's random stream not drawn from
     np.testing.assert_array_equal(model.predict(fixed, deterministic=True)[0], before)
     assert model.policy.training == training
@@ -287,11 +303,9 @@ def test_bad_requests_get_clear_errors(tmp_path: Path) -> None:
     cartpole = TRPOPlus("MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32)
     with pytest.raises(ExportError, match=r"log_std=True.*CategoricalDistribution"):
         export_onnx(cartpole, tmp_path / "x.onnx", log_std=True)
-    from sb3_trpo_plus import RecurrentTRPOPlus
-
-    recurrent = RecurrentTRPOPlus("MlpLstmPolicy", "Pendulum-v1", n_steps=32, batch_size=32)
-    with pytest.raises(ExportError, match="value=True"):
-        export_onnx(recurrent, tmp_path / "x.onnx", value=True)
+    (tmp_path / "not_statistics.pkl").write_bytes(pickle.dumps({"mean": 0}))
+    with pytest.raises(ExportError, match=r"holds a dict, expected the statistics VecNormalize\.save writes"):
+        export_onnx(cartpole, tmp_path / "x.onnx", vec_normalize=tmp_path / "not_statistics.pkl")
     custom = TRPOPlus(
         "MlpPolicy", "Pendulum-v1", n_steps=32, batch_size=32, policy_kwargs={"features_extractor_class": Branches}
     )
