@@ -47,7 +47,7 @@ from stable_baselines3.common.distributions import (
     MultiCategoricalDistribution,
 )
 from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel
-from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.preprocessing import is_image_space, preprocess_obs
 from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.utils import obs_as_tensor
@@ -400,8 +400,11 @@ def rollout_forward(policy: ActorCriticPolicy) -> RolloutForward | None:
     ``policy.forward(obs)`` (actions, values, log-probabilities; stochastic actions) in closed form, for a policy
     that :func:`supports` accepts, with a diagonal Gaussian (not squashed) or categorical distribution; ``None``
     for any other. Sampling consumes torch's random stream exactly as SB3's distributions do, so a rollout is the
-    one SB3 would collect up to float rounding. The parameters are read at each call; the standard deviation is
-    taken at the call of this function (it only changes in ``train()``).
+    one SB3 would collect up to float rounding. Built once per rollout (the parameters, the observation statistics
+    and the standard deviation change only in ``train()``): on the CPU, for Box observations through SB3's
+    ``FlattenExtractor`` or our shared ``NormalizedFlattenExtractor``, the arithmetic runs in float32 NumPy on
+    weights laid out once (:func:`_numpy_forward`: a microsecond per small product instead of a torch operator's
+    dispatch); otherwise in torch, reading the parameters at each call.
 
     :param policy: the policy (not modified)
     :return: the forward function, or ``None``
@@ -411,6 +414,9 @@ def rollout_forward(policy: ActorCriticPolicy) -> RolloutForward | None:
     actor, critic = _chain(policy, "policy_net", "action_net"), _chain(policy, "value_net", "value_net")
     if actor is None or critic is None:
         return None
+    numpy_features = _numpy_feature_map(policy)
+    if numpy_features is not None:
+        return _numpy_forward(policy, actor, critic, numpy_features)
     feature_map = _feature_map(policy)
     action_shape = policy.action_space.shape
     with th.no_grad():
@@ -443,6 +449,100 @@ def rollout_forward(policy: ActorCriticPolicy) -> RolloutForward | None:
     return forward
 
 
+NumpyFeatureMap = Callable[[np.ndarray], np.ndarray]
+#: NumPy counterparts of the supported activations (in place on a fresh product)
+_NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
+    nn.Tanh: lambda h: np.tanh(h, out=h),
+    nn.ReLU: lambda h: np.maximum(h, np.float32(0.0), out=h),
+}
+
+
+def _numpy_feature_map(policy: ActorCriticPolicy) -> NumpyFeatureMap | None:
+    """
+    :func:`_feature_map` on raw NumPy observations (float32, as ``preprocess_obs`` makes a Box's), for a CPU policy
+    with a non-image Box observation space; ``None`` otherwise.
+    """
+    space = policy.observation_space
+    if policy.device.type != "cpu" or not isinstance(space, spaces.Box) or is_image_space(space, check_channels=False):
+        return None
+    actor, critic = policy.pi_features_extractor, policy.vf_features_extractor
+    if type(actor) is FlattenExtractor and type(critic) is FlattenExtractor:
+        return lambda obs: np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+    if type(actor) is NormalizedFlattenExtractor and actor is critic and type(actor.normalizer) is ObservationNormalizer:
+        normalizer = actor.normalizer
+        with th.no_grad():
+            mean = normalizer.mean.float().numpy().copy()
+            std = normalizer.std().float().numpy().copy()
+        clip_obs = np.float32(normalizer.clip_obs)
+
+        def normalized(obs: np.ndarray) -> np.ndarray:
+            x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+            with np.errstate(invalid="ignore"):  # a non-finite input stays NaN, as in normalization.normalize
+                return np.clip((x - mean) / std, -clip_obs, clip_obs) + (x - x)
+
+        return normalized
+    return None
+
+
+def _numpy_layers(chain: LinearChain) -> list[tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray] | None]]:
+    """The chain's layers as float32 NumPy ``(W^T, b, activation)``, copied (the rollout's snapshot)."""
+    with th.no_grad():
+        return [
+            (
+                weight.detach().float().numpy().T.copy(),
+                bias.detach().float().numpy().copy(),
+                _NUMPY_ACTIVATIONS.get(activation) if activation is not None else None,
+            )
+            for weight, bias, activation in chain._layers
+        ]
+
+
+def _run_numpy(
+    layers: Sequence[tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray] | None]], x: np.ndarray
+) -> np.ndarray:
+    for weight, bias, activation in layers:
+        x = x @ weight
+        x += bias
+        if activation is not None:
+            x = activation(x)
+    return x
+
+
+def _numpy_forward(
+    policy: ActorCriticPolicy, actor: LinearChain, critic: LinearChain, features: NumpyFeatureMap
+) -> RolloutForward:
+    """The rollout forward on NumPy observations: the same products as the torch one in float32 NumPy, with the
+    Gaussian noise drawn by ``torch.randn`` and categorical actions by ``torch.multinomial`` (torch's random stream,
+    as SB3's distributions consume it). Takes the observations as ``collect_rollouts`` holds them (NumPy)."""
+    actor_layers, critic_layers = _numpy_layers(actor), _numpy_layers(critic)
+    action_shape = policy.action_space.shape
+    gaussian = isinstance(policy.action_dist, DiagGaussianDistribution)
+    with th.no_grad():
+        std = policy.log_std.exp().float().numpy().copy() if gaussian else None
+        offset = np.float32(-(policy.log_std + LOG_SQRT_2PI).sum().item()) if gaussian else None
+
+    def forward(obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        x = features(obs.numpy() if isinstance(obs, th.Tensor) else obs)  # type: ignore[arg-type]
+        if not np.isfinite(x).all():
+            raise NonFiniteObservationError(NON_FINITE_OBSERVATION)
+        params = _run_numpy(actor_layers, x)
+        values = _run_numpy(critic_layers, x)
+        if std is not None and offset is not None:
+            noise = th.randn(params.shape).numpy()
+            actions = params + noise * std
+            log_prob = (noise * noise).sum(axis=1) * np.float32(-0.5) + offset
+            action_tensor = th.from_numpy(actions)
+        else:
+            shifted = params - params.max(axis=1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            action_tensor = th.multinomial(th.from_numpy(np.exp(log_probs)), 1).squeeze(1)
+            log_prob = np.take_along_axis(log_probs, action_tensor.numpy()[:, None], axis=1)[:, 0]
+        return action_tensor.reshape((-1, *action_shape)), th.from_numpy(values), th.from_numpy(log_prob)  # type: ignore[misc]
+
+    forward.takes_numpy = True  # type: ignore[attr-defined]
+    return forward
+
+
 def collect_rollouts(
     model: OnPolicyAlgorithm,
     env: VecEnv,
@@ -470,10 +570,12 @@ def collect_rollouts(
     bounds = (space.low, space.high) if isinstance(space, spaces.Box) else None
     discrete = isinstance(model.action_space, spaces.Discrete)
 
+    takes_numpy = getattr(forward, "takes_numpy", False)
     while n_steps < n_rollout_steps:
         with th.no_grad():
+            # obs_tensor as SB3 makes it (a callback may read it); the NumPy forward reads the NumPy observations
             obs_tensor = obs_as_tensor(model._last_obs, model.device)  # type: ignore[arg-type]
-            actions, values, log_probs = forward(obs_tensor)
+            actions, values, log_probs = forward(model._last_obs if takes_numpy else obs_tensor)  # type: ignore[arg-type]
         actions = actions.cpu().numpy()  # type: ignore[assignment]
         clipped_actions = actions
         if bounds is not None:  # the fast forward serves unsquashed Gaussians only: clip to the bounds, as SB3 does

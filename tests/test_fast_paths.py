@@ -24,6 +24,7 @@ from sb3_trpo_plus import TRPOPlus, fast_paths
 from sb3_trpo_plus.fast_paths import ChainMseGradient, LinearChain, chain_fisher_vector_product
 from sb3_trpo_plus.fisher import joint_kl
 from sb3_trpo_plus.normalization import NormalizedFlattenExtractor
+from sb3_trpo_plus.validation import NonFiniteObservationError
 from tests.helpers import SharedLinearExtractor, batch, collect, perturb_observation_statistics
 
 
@@ -358,6 +359,49 @@ def test_rollout_forward_draws_sb3s_gaussian_actions() -> None:
     assert th.allclose(fast_log_prob, expected_log_prob, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("env_id", "kwargs"),
+    [
+        ("Pendulum-v1", {}),
+        ("Pendulum-v1", {"normalize_observations": False}),
+        ("Pendulum-v1", {"policy_kwargs": {"activation_fn": nn.ReLU, "net_arch": [32, 16]}}),
+        ("CartPole-v1", {}),
+    ],
+)
+def test_numpy_rollout_forward_is_sb3s_forward(env_id: str, kwargs: dict) -> None:
+    """On the CPU, an MLP policy on Box observations gets the NumPy forward (weights laid out once per rollout):
+    SB3's values and log-probabilities up to float32 rounding, and, for a Gaussian, SB3's actions from the same
+    torch seed; its observations are NumPy, as the rollout loop holds them."""
+    model = TRPOPlus("MlpPolicy", env_id, n_steps=64, seed=0, **kwargs)
+    perturb_observation_statistics(model, required=False)
+    forward = fast_paths.rollout_forward(model.policy)
+    assert forward is not None and getattr(forward, "takes_numpy", False)
+    raw = np.stack([model.observation_space.sample() for _ in range(512)])
+    obs = th.as_tensor(raw, device=model.device)
+    th.manual_seed(1)
+    actions, values, log_prob = forward(raw)
+    th.manual_seed(1)
+    with th.no_grad():
+        expected_actions, expected_values, _ = model.policy(obs)
+        assert th.allclose(values, expected_values, atol=1e-5)
+        distribution = model.policy.get_distribution(obs)
+        assert th.allclose(values, model.policy.predict_values(obs), atol=1e-5)
+        assert th.allclose(log_prob, distribution.log_prob(actions), atol=1e-4)
+    if env_id == "Pendulum-v1":
+        assert th.allclose(actions, expected_actions, atol=1e-5)
+    with pytest.raises(NonFiniteObservationError):
+        forward(np.full_like(raw[:2], np.nan))
+
+
+def test_numpy_rollout_forward_declines_images_and_dicts() -> None:
+    from stable_baselines3.common.envs import SimpleMultiObsEnv
+
+    image = TRPOPlus("CnnPolicy", FakeImageEnv(screen_height=36, screen_width=36), n_steps=64)
+    multi = TRPOPlus("MultiInputPolicy", SimpleMultiObsEnv(), n_steps=64)
+    for model in (image, multi):
+        assert fast_paths._numpy_feature_map(model.policy) is None
+
+
 FVP_CASES = {
     "pendulum": ("Pendulum-v1", {}),
     "cartpole": ("CartPole-v1", {}),
@@ -397,7 +441,8 @@ def test_fisher_vector_product_declines_an_extractor_with_parameters() -> None:
 
 
 def fitted_critic(fast: bool, optimizer_kwargs: dict | None = None) -> TRPOPlus:
-    """A model after one update whose actor step was turned off (zero radius): only the critic moved."""
+    """A model after one update whose actor step was turned off (zero radius): only the critic moved. The rollout
+    is SB3's own loop's in both cases (the fast one equals it up to float rounding), so only the fit differs."""
     policy_kwargs = {} if optimizer_kwargs is None else {"optimizer_kwargs": optimizer_kwargs}
     model = TRPOPlus(
         "MlpPolicy",
@@ -411,7 +456,9 @@ def fitted_critic(fast: bool, optimizer_kwargs: dict | None = None) -> TRPOPlus:
         seed=0,
     )
     perturb_observation_statistics(model)
+    model.fast_paths = False  # SB3's rollout loop for both
     collect(model)
+    model.fast_paths = fast
     model.train()
     assert model.value_normalizer is not None  # fitted on the normalized return scale (PopArt)
     return model

@@ -1,0 +1,92 @@
+"""A/B of the rollout forward: the NumPy forward (weights laid out once per rollout) against the torch closed form
+it replaced, side by side in one process, alternating, on the one-liner's stack (``gym.make`` -> DummyVecEnv +
+Monitor, one env) and the Zoo's (DummyVecEnv + VecNormalize, 2 envs). One torch thread. The torch variant is the
+same code with :func:`sb3_trpo_plus.fast_paths._numpy_feature_map` answering ``None``. One row per timed
+``learn()`` is appended to ``rollout_ab.csv``; the summary prints medians and their ratio.
+
+    python benchmarks/speed/rollout_ab.py --reps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TABLE = HERE / "rollout_ab.csv"
+FIELDS = ["run", "stack", "forward", "rep", "steps", "learn_s", "load_1min"]
+
+
+def build(stack: str) -> Any:
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_trpo_plus import TRPOPlus
+
+    if stack == "one-liner":
+        return TRPOPlus("MlpPolicy", gym.make("HalfCheetah-v5"), seed=0)
+    env = VecNormalize(make_vec_env("HalfCheetah-v5", n_envs=2, seed=0))
+    return TRPOPlus(
+        "MlpPolicy", env, seed=0, n_steps=1024, batch_size=128, n_critic_updates=20, target_kl=0.24, cg_damping=0.6
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20480)
+    args = parser.parse_args()
+    import numpy as np
+    import torch as th
+
+    from sb3_trpo_plus import fast_paths
+
+    th.set_num_threads(1)
+    original = fast_paths._numpy_feature_map
+    run = time.strftime("%Y%m%dT%H%M%S")
+    rows = []
+    for stack in ("one-liner", "zoo"):
+        for rep in range(-1, args.reps):  # rep -1: warm-up, not recorded
+            for forward in ("numpy", "torch"):
+                fast_paths._numpy_feature_map = original if forward == "numpy" else (lambda policy: None)  # type: ignore[assignment]
+                model = build(stack)
+                start = time.perf_counter()
+                model.learn(args.steps)
+                elapsed = time.perf_counter() - start
+                if rep >= 0:
+                    rows.append(
+                        {
+                            "run": run,
+                            "stack": stack,
+                            "forward": forward,
+                            "rep": rep,
+                            "steps": args.steps,
+                            "learn_s": round(elapsed, 3),
+                            "load_1min": round(os.getloadavg()[0], 2),
+                        }
+                    )
+    fast_paths._numpy_feature_map = original  # type: ignore[assignment]
+    new = not TABLE.exists()
+    with open(TABLE, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    for stack in ("one-liner", "zoo"):
+        medians = {
+            f: float(np.median([r["learn_s"] for r in rows if r["stack"] == stack and r["forward"] == f]))
+            for f in ("numpy", "torch")
+        }
+        print(
+            f"{stack}: numpy {medians['numpy']:.2f} s, torch {medians['torch']:.2f} s, "
+            f"torch/numpy {medians['torch'] / medians['numpy']:.2f} (learn({args.steps}), medians of {args.reps})"
+        )
+
+
+if __name__ == "__main__":
+    main()
