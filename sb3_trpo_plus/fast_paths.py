@@ -126,9 +126,37 @@ def _global_hooks() -> list[str]:
     return [kind.strip("_") for kind in kinds if getattr(torch_module, kind, None)]
 
 
-def supports(policy: nn.Module) -> Support:
+@dataclass(frozen=True)
+class Plan:
     """
-    Whether the fast paths compute exactly what SB3's own code computes for this very policy object.
+    What the fast paths may assume of one policy object, decided by :func:`decide` (the one place where a policy's
+    structure is proven) and read by every path: its actor and critic as Linear chains, and how its features are
+    computed (``features``: ``"flatten"``, SB3's ``FlattenExtractor`` for both; ``"normalized"``, one shared
+    :class:`~sb3_trpo_plus.normalization.NormalizedFlattenExtractor`; ``None``, the policy's own ``extract_features``).
+    TRPOPlus decides at each rollout and each update, so that a policy changed in place between them (a module
+    replaced, a hook added) is seen.
+    """
+
+    policy: ActorCriticPolicy
+    actor: LinearChain
+    critic: LinearChain
+    features: str | None
+
+
+def supports(policy: nn.Module) -> Support:
+    """Whether the fast paths may serve this policy object, and why not (see :func:`decide`)."""
+    return decide(policy)[1]
+
+
+def plan(policy: nn.Module) -> Plan | None:
+    """The fast paths' :class:`Plan` for this policy object, or ``None`` where they may not serve it (:func:`decide`)."""
+    return decide(policy)[0]
+
+
+def decide(policy: nn.Module) -> tuple[Plan | None, Support]:
+    """
+    Whether the fast paths compute exactly what SB3's own code computes for this very policy object, and what they
+    may then assume of it (a :class:`Plan`).
 
     The policy must be SB3's ``ActorCriticPolicy`` (or a subclass that overrides none of
     :data:`POLICY_METHODS`), with no method replaced on the instance or on any of its modules, no module hooks
@@ -140,30 +168,31 @@ def supports(policy: nn.Module) -> Support:
     (gSDE, whose noise depends on the state, takes the autograd product); the critic's fit needs nothing of it.
 
     :param policy: the policy, as the algorithm holds it
-    :return: ``(True, "")``, or ``(False, reason)``
+    :return: ``(plan, (True, ""))``, or ``(None, (False, reason))``
     """
     if not isinstance(policy, ActorCriticPolicy):
-        return Support(False, f"the policy is a {type(policy).__name__}, not SB3's ActorCriticPolicy")
+        return None, Support(False, f"the policy is a {type(policy).__name__}, not SB3's ActorCriticPolicy")
     cls = type(policy)
     overridden = [name for name in POLICY_METHODS if getattr(cls, name) is not getattr(ActorCriticPolicy, name)]
     if overridden:
-        return Support(False, f"{cls.__name__} overrides {', '.join(overridden)}")
+        return None, Support(False, f"{cls.__name__} overrides {', '.join(overridden)}")
     for name, module in policy.named_modules():
         where = f"policy.{name}" if name else "the policy"
         replaced = _instance_overrides(module)
         if replaced:
-            return Support(False, f"{where} has {', '.join(replaced)} replaced on the instance")
+            return None, Support(False, f"{where} has {', '.join(replaced)} replaced on the instance")
         hooks = _hooks(module)
         if hooks:
-            return Support(False, f"{where} has {', '.join(hooks)}")
+            return None, Support(False, f"{where} has {', '.join(hooks)}")
     global_hooks = _global_hooks()
     if global_hooks:
-        return Support(False, f"torch has {', '.join(global_hooks)} registered")
+        return None, Support(False, f"torch has {', '.join(global_hooks)} registered")
     if type(policy.mlp_extractor) is not MlpExtractor:
-        return Support(False, f"the mlp_extractor is a {type(policy.mlp_extractor).__name__}, not SB3's MlpExtractor")
-    if _chain(policy, "policy_net", "action_net") is None or _chain(policy, "value_net", "value_net") is None:
-        return Support(False, "the actor or critic head is not a chain of Linear layers with Tanh/ReLU activations")
-    return Support(True, "")
+        return None, Support(False, f"the mlp_extractor is a {type(policy.mlp_extractor).__name__}, not SB3's MlpExtractor")
+    actor, critic = _chain(policy, "policy_net", "action_net"), _chain(policy, "value_net", "value_net")
+    if actor is None or critic is None:
+        return None, Support(False, "the actor or critic head is not a chain of Linear layers with Tanh/ReLU activations")
+    return Plan(policy, actor, critic, _features(policy)), Support(True, "")
 
 
 def _chain(policy: ActorCriticPolicy, body: str, head: str) -> LinearChain | None:
@@ -177,19 +206,35 @@ def _chain(policy: ActorCriticPolicy, body: str, head: str) -> LinearChain | Non
 FeatureMap = Callable[[th.Tensor], th.Tensor]
 
 
-def _feature_map(policy: ActorCriticPolicy) -> FeatureMap | None:
-    """
-    The features of a batch of preprocessed observations as one function, when both features extractors are SB3's
-    ``FlattenExtractor`` (a flatten) or one shared :class:`~sb3_trpo_plus.normalization.NormalizedFlattenExtractor`
-    (exactly these classes: a flatten, then :func:`~sb3_trpo_plus.normalization.normalize` with the statistics read
-    now, which do not change during a rollout); ``None`` for any other extractor (the policy's own
-    ``extract_features`` is called instead).
-    """
+def _features(policy: ActorCriticPolicy) -> str | None:
+    """:attr:`Plan.features`: ``"flatten"`` when both features extractors are SB3's ``FlattenExtractor``,
+    ``"normalized"`` for one shared :class:`~sb3_trpo_plus.normalization.NormalizedFlattenExtractor` (exactly these
+    classes), ``None`` for any other extractor."""
     actor, critic = policy.pi_features_extractor, policy.vf_features_extractor
     if type(actor) is FlattenExtractor and type(critic) is FlattenExtractor:
-        return lambda x: x.flatten(1)
+        return "flatten"
     if type(actor) is NormalizedFlattenExtractor and actor is critic and type(actor.normalizer) is ObservationNormalizer:
-        normalizer = actor.normalizer
+        return "normalized"
+    return None
+
+
+def _normalizer(plan: Plan) -> ObservationNormalizer:
+    """The shared extractor's normalizer, for a plan whose ``features`` is ``"normalized"``."""
+    normalizer = plan.policy.pi_features_extractor.normalizer
+    assert isinstance(normalizer, ObservationNormalizer)
+    return normalizer
+
+
+def _feature_map(plan: Plan) -> FeatureMap | None:
+    """
+    The features of a batch of preprocessed observations as one function (:attr:`Plan.features`): a flatten, or a
+    flatten then :func:`~sb3_trpo_plus.normalization.normalize` with the statistics read now, which do not change
+    during a rollout; ``None`` for any other extractor (the policy's own ``extract_features`` is called instead).
+    """
+    if plan.features == "flatten":
+        return lambda x: x.flatten(1)
+    if plan.features == "normalized":
+        normalizer = _normalizer(plan)
         with th.no_grad():
             mean, std, clip_obs = normalizer.mean.clone(), normalizer.std(), normalizer.clip_obs
         return lambda x: normalize(x.flatten(1), mean, std, clip_obs)
@@ -395,7 +440,7 @@ class ChainMseGradient:
 RolloutForward = Callable[[PyTorchObs], tuple[th.Tensor, th.Tensor, th.Tensor]]
 
 
-def rollout_forward(policy: ActorCriticPolicy) -> RolloutForward | None:
+def rollout_forward(plan: Plan) -> RolloutForward | None:
     """
     ``policy.forward(obs)`` (actions, values, log-probabilities; stochastic actions) in closed form, for a policy
     that :func:`supports` accepts, with a diagonal Gaussian (not squashed) or categorical distribution; ``None``
@@ -406,18 +451,16 @@ def rollout_forward(policy: ActorCriticPolicy) -> RolloutForward | None:
     weights laid out once (:func:`_numpy_forward`: a microsecond per small product instead of a torch operator's
     dispatch); otherwise in torch, reading the parameters at each call.
 
-    :param policy: the policy (not modified)
+    :param plan: the policy's plan (:func:`plan`; the policy is not modified)
     :return: the forward function, or ``None``
     """
+    policy, actor, critic = plan.policy, plan.actor, plan.critic
     if type(policy.action_dist) not in (DiagGaussianDistribution, CategoricalDistribution) or policy.squash_output:
         return None
-    actor, critic = _chain(policy, "policy_net", "action_net"), _chain(policy, "value_net", "value_net")
-    if actor is None or critic is None:
-        return None
-    numpy_features = _numpy_feature_map(policy)
+    numpy_features = _numpy_feature_map(plan)
     if numpy_features is not None:
         return _numpy_forward(policy, actor, critic, numpy_features)
-    feature_map = _feature_map(policy)
+    feature_map = _feature_map(plan)
     action_shape = policy.action_space.shape
     with th.no_grad():
         gaussian = isinstance(policy.action_dist, DiagGaussianDistribution)
@@ -457,19 +500,19 @@ _NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = 
 }
 
 
-def _numpy_feature_map(policy: ActorCriticPolicy) -> NumpyFeatureMap | None:
+def _numpy_feature_map(plan: Plan) -> NumpyFeatureMap | None:
     """
     :func:`_feature_map` on raw NumPy observations (float32, as ``preprocess_obs`` makes a Box's), for a CPU policy
     with a non-image Box observation space; ``None`` otherwise.
     """
+    policy = plan.policy
     space = policy.observation_space
     if policy.device.type != "cpu" or not isinstance(space, spaces.Box) or is_image_space(space, check_channels=False):
         return None
-    actor, critic = policy.pi_features_extractor, policy.vf_features_extractor
-    if type(actor) is FlattenExtractor and type(critic) is FlattenExtractor:
+    if plan.features == "flatten":
         return lambda obs: np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
-    if type(actor) is NormalizedFlattenExtractor and actor is critic and type(actor.normalizer) is ObservationNormalizer:
-        normalizer = actor.normalizer
+    if plan.features == "normalized":
+        normalizer = _normalizer(plan)
         with th.no_grad():
             mean = normalizer.mean.float().numpy().copy()
             std = normalizer.std().float().numpy().copy()
@@ -615,7 +658,7 @@ def collect_rollouts(
 
 # ------------------------------------------------------------------------------------------- Fisher
 def fisher_vector_product(
-    policy: ActorCriticPolicy,
+    plan: Plan,
     obs: PyTorchObs,
     actor_params: list[nn.Parameter],
     damping: float,
@@ -627,14 +670,15 @@ def fisher_vector_product(
     parameters are exactly the actor chain's (and the state-independent ``log_std``): no features extractor with
     trainable parameters. ``None`` for any other actor (gSDE included).
 
+    :param plan: the policy's plan (:func:`plan`)
     :param obs: the batch the Fisher is taken on
     :param actor_params: the parameters the surrogate depends on
     :param distribution: the policy's distribution at ``obs`` (its parameters give the metric ``M``)
     :return: the actor's parameters in the product's order and the product, or ``None``
     """
+    policy, chain = plan.policy, plan.actor
     fisher = fisher_for(policy.action_dist)
-    chain = _chain(policy, "policy_net", "action_net")
-    if type(policy.action_dist) not in MLP_HEAD_DISTRIBUTIONS or fisher is None or chain is None:
+    if type(policy.action_dist) not in MLP_HEAD_DISTRIBUTIONS or fisher is None:
         return None
     log_std = [policy.log_std] if isinstance(fisher, GaussianFisher) else []
     ordered = [*chain.layer_params, *log_std]
@@ -742,7 +786,7 @@ def _fit_chain(
 
 
 def fit_critic(
-    policy: ActorCriticPolicy,
+    plan: Plan,
     obs: PyTorchObs,
     returns: th.Tensor,
     critic_params: list[nn.Parameter],
@@ -755,9 +799,11 @@ def fit_critic(
     is plain Adam, the gradients are closed-form and Adam runs on one flat vector (the same algorithm, up to
     rounding). ``None`` (nothing done) for any other critic.
 
+    :param plan: the policy's plan (:func:`plan`)
     :param minibatches: the indices of each minibatch, in order
     :return: each minibatch's loss, or ``None``
     """
+    policy = plan.policy
     extractor = policy.vf_features_extractor
     critic_ids = {id(param) for param in critic_params}
     if any(id(param) in critic_ids for param in extractor.parameters()):
@@ -765,8 +811,8 @@ def fit_critic(
     optimizer = policy.optimizer
     with th.no_grad():
         features = BaseModel.extract_features(policy, obs, extractor)
-    chain = _chain(policy, "value_net", "value_net")
-    if chain is not None and {id(p) for p in chain.layer_params} == critic_ids and plain_adam(optimizer):
+    chain = plan.critic
+    if {id(p) for p in chain.layer_params} == critic_ids and plain_adam(optimizer):
         return _fit_chain(chain, optimizer, features, returns, minibatches)  # type: ignore[arg-type]
     critic = lambda index: policy.value_net(policy.mlp_extractor.forward_critic(features[index])).flatten()  # type: ignore[index]  # noqa: E731
     losses = (th.nn.functional.mse_loss(critic(index), returns[index]) for index in minibatches)

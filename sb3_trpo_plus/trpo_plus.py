@@ -3,7 +3,7 @@
 This module only wires the pure functions of :mod:`sb3_trpo_plus.natural_gradient` and
 :mod:`sb3_trpo_plus.fisher` to SB3's ``OnPolicyAlgorithm``: ``train()`` reads as
 policy step -> critic step -> log. The closed forms for SB3's MLP heads live in :mod:`sb3_trpo_plus.fast_paths`,
-behind the ``fast_paths`` argument and one guard (:func:`sb3_trpo_plus.fast_paths.supports`).
+behind the ``fast_paths`` argument and one decision (:func:`sb3_trpo_plus.fast_paths.decide`, a ``Plan`` read by every path).
 """
 
 from __future__ import annotations
@@ -537,19 +537,19 @@ class TRPOPlus(OnPolicyAlgorithm):
         return [name for name, array in arrays.items() if not _all_finite(array)]
 
     # ------------------------------------------------------------------ fast paths and threads
-    def _fast_paths_apply(self) -> bool:
+    def _fast_paths_plan(self) -> fast_paths.Plan | None:
         """
-        Whether the fast paths (:mod:`sb3_trpo_plus.fast_paths`) serve this policy now: ``fast_paths`` is on and
-        :func:`~sb3_trpo_plus.fast_paths.supports` accepts the policy. Decided again at each rollout and update,
-        so a policy changed or wrapped between calls is seen; at ``verbose >= 1`` each reason for not using them
-        is printed once.
+        The fast paths' plan for the policy (:func:`sb3_trpo_plus.fast_paths.decide`), or ``None`` where they do not
+        serve it (``fast_paths=False``, or a policy they cannot prove). Decided once per rollout and once per path of
+        an update, so a policy changed or wrapped between calls is seen; at ``verbose >= 1`` each reason for not
+        using them is printed once.
         """
         if not self.fast_paths:
-            return False
-        support = fast_paths.supports(self.policy)
+            return None
+        plan, support = fast_paths.decide(self.policy)
         if not support.ok:
             self._say(f"generic (autograd) paths, not the MLP fast paths: {support.reason}")
-        return support.ok
+        return plan
 
     def _thread_cap(self) -> int | None:
         """
@@ -599,7 +599,8 @@ class TRPOPlus(OnPolicyAlgorithm):
         (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
         """
         self._start_rollout()
-        forward = fast_paths.rollout_forward(self.policy) if self._fast_paths_apply() else None
+        plan = self._fast_paths_plan()
+        forward = fast_paths.rollout_forward(plan) if plan is not None else None
         with reporting_non_finite_observations(self):
             if forward is not None:
                 return fast_paths.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, forward)
@@ -666,11 +667,12 @@ class TRPOPlus(OnPolicyAlgorithm):
         every = slice(None, None, self.fisher_sub_sampling)
         fisher_obs = obs if self.fisher_sub_sampling == 1 else self._subsample(obs, every)
         closed_form = None
-        if self._fast_paths_apply():
+        plan = self._fast_paths_plan()
+        if plan is not None:
             with th.no_grad():
                 fisher_distribution = distribution if fisher_obs is obs else self._distribution(fisher_obs)
             closed_form = fast_paths.fisher_vector_product(
-                self.policy, fisher_obs, actor_params, self.cg_damping, fisher_distribution
+                plan, fisher_obs, actor_params, self.cg_damping, fisher_distribution
             )
         if closed_form is not None:
             actor_params, fvp = closed_form
@@ -748,8 +750,9 @@ class TRPOPlus(OnPolicyAlgorithm):
         if not critic_params or self.n_critic_updates == 0:
             return float("nan")
         losses = None
-        if self._fast_paths_apply():
-            losses = fast_paths.fit_critic(self.policy, obs, returns, critic_params, self._critic_minibatches(returns))
+        plan = self._fast_paths_plan()
+        if plan is not None:
+            losses = fast_paths.fit_critic(plan, obs, returns, critic_params, self._critic_minibatches(returns))
         if losses is None:
             minibatches = self._critic_minibatches(returns)
             values_of = self.policy.predict_values

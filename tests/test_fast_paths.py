@@ -178,17 +178,26 @@ def test_normalized_features_inline_only_for_the_exact_shared_extractor() -> Non
         pass
 
     def feature_map(**kwargs: object) -> object:
-        return fast_paths._feature_map(TRPOPlus("MlpPolicy", "Pendulum-v1", **kwargs).policy)  # type: ignore[arg-type]
+        plan = fast_paths.plan(TRPOPlus("MlpPolicy", "Pendulum-v1", **kwargs).policy)
+        assert plan is not None
+        return fast_paths._feature_map(plan)
 
     assert feature_map() is not None and feature_map(normalize_observations=False) is not None
     assert feature_map(policy_kwargs={"share_features_extractor": False}) is None
     assert feature_map(policy_kwargs={"features_extractor_class": OwnNormalized}, normalize_observations=False) is None
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, policy_kwargs={"share_features_extractor": False}, seed=0)
     perturb_observation_statistics(model)
-    forward = fast_paths.rollout_forward(model.policy)  # the extractors are called: still SB3's values
+    forward = fast_paths.rollout_forward(planned(model))  # the extractors are called: still SB3's values
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(64)]))
     with th.no_grad():
         assert forward is not None and th.allclose(forward(obs)[1], model.policy.predict_values(obs), atol=1e-6)
+
+
+def planned(model: TRPOPlus) -> fast_paths.Plan:
+    """The fast paths' plan for the model's policy (which they must serve)."""
+    plan = fast_paths.plan(model.policy)
+    assert plan is not None
+    return plan
 
 
 @pytest.mark.parametrize("case", sorted(GUARD_CASES))
@@ -204,18 +213,18 @@ def test_gsde_keeps_the_critic_fast_path_only() -> None:
     does not involve the action distribution) still qualifies."""
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, use_sde=True, seed=0)
     assert fast_paths.supports(model.policy).ok
-    assert fast_paths.rollout_forward(model.policy) is None
+    assert fast_paths.rollout_forward(planned(model)) is None
     collect(model)
     obs, actions, _, _ = batch(model)
     distribution = model._distribution(obs)
     all_params = list(model.policy.parameters())
     grads = th.autograd.grad(distribution.log_prob(actions).sum(), all_params, allow_unused=True)
     actor = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
-    assert fast_paths.fisher_vector_product(model.policy, obs, actor, 0.1, distribution) is None
+    assert fast_paths.fisher_vector_product(planned(model), obs, actor, 0.1, distribution) is None
     critic = [p for p in all_params if not any(p is q for q in actor)]
     returns = th.as_tensor(model.rollout_buffer.returns.flatten(), device=model.device)
     minibatches = iter([th.arange(32, device=model.device)])
-    assert fast_paths.fit_critic(model.policy, obs, returns, critic, minibatches) is not None
+    assert fast_paths.fit_critic(planned(model), obs, returns, critic, minibatches) is not None
 
 
 def test_guard_declines_global_module_hooks() -> None:
@@ -319,13 +328,13 @@ def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(env_id: str) -> None:
 def test_rollout_forward_matches_sb3_policy(env_id: str) -> None:
     model = TRPOPlus("MlpPolicy", env_id, n_steps=64, seed=0)
     perturb_observation_statistics(model)
-    assert fast_paths._feature_map(model.policy) is not None  # the normalization is computed inline
+    assert fast_paths._feature_map(planned(model)) is not None  # the normalization is computed inline
     perturb = th.Generator().manual_seed(0)
     with th.no_grad():
         for param in model.policy.parameters():
             param.add_(0.1 * th.randn(param.shape, generator=perturb).to(param.device))
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(4000)]), device=model.device)
-    forward = fast_paths.rollout_forward(model.policy)
+    forward = fast_paths.rollout_forward(planned(model))
     assert forward is not None
     actions, values, log_prob = forward(obs)
     with th.no_grad():
@@ -348,7 +357,7 @@ def test_rollout_forward_draws_sb3s_gaussian_actions() -> None:
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, seed=0)
     perturb_observation_statistics(model)
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(256)]), device=model.device)
-    forward = fast_paths.rollout_forward(model.policy)
+    forward = fast_paths.rollout_forward(planned(model))
     assert forward is not None
     th.manual_seed(1)
     fast, _, fast_log_prob = forward(obs)
@@ -374,7 +383,7 @@ def test_numpy_rollout_forward_is_sb3s_forward(env_id: str, kwargs: dict) -> Non
     torch seed; its observations are NumPy, as the rollout loop holds them."""
     model = TRPOPlus("MlpPolicy", env_id, n_steps=64, seed=0, **kwargs)
     perturb_observation_statistics(model, required=False)
-    forward = fast_paths.rollout_forward(model.policy)
+    forward = fast_paths.rollout_forward(planned(model))
     assert forward is not None and getattr(forward, "takes_numpy", False)
     raw = np.stack([model.observation_space.sample() for _ in range(512)])
     obs = th.as_tensor(raw, device=model.device)
@@ -399,7 +408,7 @@ def test_numpy_rollout_forward_declines_images_and_dicts() -> None:
     image = TRPOPlus("CnnPolicy", FakeImageEnv(screen_height=36, screen_width=36), n_steps=64)
     multi = TRPOPlus("MultiInputPolicy", SimpleMultiObsEnv(), n_steps=64)
     for model in (image, multi):
-        assert fast_paths._numpy_feature_map(model.policy) is None
+        assert fast_paths._numpy_feature_map(planned(model)) is None
 
 
 FVP_CASES = {
@@ -421,7 +430,7 @@ def test_fisher_vector_product_matches_the_autograd_one(case: str) -> None:
     distribution = model._distribution(obs)
     grads = th.autograd.grad(distribution.log_prob(actions).sum(), all_params, retain_graph=True, allow_unused=True)
     actor = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
-    closed_form = fast_paths.fisher_vector_product(model.policy, obs, actor, model.cg_damping, distribution)
+    closed_form = fast_paths.fisher_vector_product(planned(model), obs, actor, model.cg_damping, distribution)
     assert closed_form is not None
     ordered, fast = closed_form
     generic = model._autograd_fisher_vector_product(obs, distribution, ordered)
@@ -437,7 +446,7 @@ def test_fisher_vector_product_declines_an_extractor_with_parameters() -> None:
     obs = batch(model)[0]
     critic = {id(p) for p in [*model.policy.value_net.parameters(), *model.policy.mlp_extractor.value_net.parameters()]}
     actor = [p for p in model.policy.parameters() if id(p) not in critic]
-    assert fast_paths.fisher_vector_product(model.policy, obs, actor, 0.1, model._distribution(obs)) is None
+    assert fast_paths.fisher_vector_product(planned(model), obs, actor, 0.1, model._distribution(obs)) is None
 
 
 def fitted_critic(fast: bool, optimizer_kwargs: dict | None = None) -> TRPOPlus:

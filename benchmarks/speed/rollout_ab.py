@@ -53,7 +53,7 @@ def main() -> None:
     for stack in ("one-liner", "zoo"):
         for rep in range(-1, args.reps):  # rep -1: warm-up, not recorded
             for forward in ("numpy", "torch"):
-                fast_paths._numpy_feature_map = original if forward == "numpy" else (lambda policy: None)  # type: ignore[assignment]
+                fast_paths._numpy_feature_map = original if forward == "numpy" else (lambda plan: None)  # type: ignore[assignment]
                 model = build(stack)
                 start = time.perf_counter()
                 model.learn(args.steps)
