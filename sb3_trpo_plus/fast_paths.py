@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer as SB3RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import (
     BernoulliDistribution,
@@ -493,6 +494,8 @@ def rollout_forward(plan: Plan) -> RolloutForward | None:
 
 
 NumpyFeatureMap = Callable[[np.ndarray], np.ndarray]
+#: a chain's layers as ``(W^T, b, activation)`` in float32 NumPy
+NumpyLayers = list[tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray] | None]]
 #: NumPy counterparts of the supported activations (in place on a fresh product)
 _NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
     nn.Tanh: lambda h: np.tanh(h, out=h),
@@ -520,14 +523,19 @@ def _numpy_feature_map(plan: Plan) -> NumpyFeatureMap | None:
 
         def normalized(obs: np.ndarray) -> np.ndarray:
             x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
-            with np.errstate(invalid="ignore"):  # a non-finite input stays NaN, as in normalization.normalize
-                return np.clip((x - mean) / std, -clip_obs, clip_obs) + (x - x)
+            if not np.isfinite(x).all():  # a broken observation is never clipped into a plausible one
+                return np.full_like(x, np.nan)
+            y = x - mean
+            y /= std
+            np.minimum(y, clip_obs, out=y)  # clip((x - mean) / std, -clip_obs, clip_obs), in place
+            np.maximum(y, -clip_obs, out=y)
+            return y
 
         return normalized
     return None
 
 
-def _numpy_layers(chain: LinearChain) -> list[tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray] | None]]:
+def _numpy_layers(chain: LinearChain) -> NumpyLayers:
     """The chain's layers as float32 NumPy ``(W^T, b, activation)``, copied (the rollout's snapshot)."""
     with th.no_grad():
         return [
@@ -540,15 +548,31 @@ def _numpy_layers(chain: LinearChain) -> list[tuple[np.ndarray, np.ndarray, Call
         ]
 
 
-def _run_numpy(
-    layers: Sequence[tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray] | None]], x: np.ndarray
-) -> np.ndarray:
+def _run_numpy(layers: NumpyLayers, x: np.ndarray) -> np.ndarray:
     for weight, bias, activation in layers:
         x = x @ weight
         x += bias
         if activation is not None:
             x = activation(x)
     return x
+
+
+def _merged_layers(actor: NumpyLayers, critic: NumpyLayers) -> NumpyLayers | None:
+    """Actor and critic as one chain on the same features (``None`` unless they have the same depth and the same
+    activation at each layer): the first layers side by side, the others block-diagonal, so that one product per
+    layer gives both; the output is ``[actor's | critic's]``. The zero blocks add exact zeros."""
+    if len(actor) != len(critic) or any(a[2] is not c[2] for a, c in zip(actor, critic, strict=True)):
+        return None
+    merged: NumpyLayers = []
+    for index, ((weight_a, bias_a, activation), (weight_c, bias_c, _)) in enumerate(zip(actor, critic, strict=True)):
+        if index == 0:
+            weight = np.concatenate([weight_a, weight_c], axis=1)
+        else:
+            weight = np.zeros((weight_a.shape[0] + weight_c.shape[0], weight_a.shape[1] + weight_c.shape[1]), np.float32)
+            weight[: weight_a.shape[0], : weight_a.shape[1]] = weight_a
+            weight[weight_a.shape[0] :, weight_a.shape[1] :] = weight_c
+        merged.append((weight, np.concatenate([bias_a, bias_c]), activation))
+    return merged
 
 
 def _numpy_forward(
@@ -558,6 +582,8 @@ def _numpy_forward(
     Gaussian noise drawn by ``torch.randn`` and categorical actions by ``torch.multinomial`` (torch's random stream,
     as SB3's distributions consume it). Takes the observations as ``collect_rollouts`` holds them (NumPy)."""
     actor_layers, critic_layers = _numpy_layers(actor), _numpy_layers(critic)
+    merged = _merged_layers(actor_layers, critic_layers)
+    n_params = actor_layers[-1][1].shape[0]
     action_shape = policy.action_space.shape
     gaussian = isinstance(policy.action_dist, DiagGaussianDistribution)
     with th.no_grad():
@@ -568,8 +594,11 @@ def _numpy_forward(
         x = features(obs.numpy() if isinstance(obs, th.Tensor) else obs)  # type: ignore[arg-type]
         if not np.isfinite(x).all():
             raise NonFiniteObservationError(NON_FINITE_OBSERVATION)
-        params = _run_numpy(actor_layers, x)
-        values = _run_numpy(critic_layers, x)
+        if merged is not None:  # one product per layer for both
+            output = _run_numpy(merged, x)
+            params, values = output[:, :n_params], output[:, n_params:]
+        else:
+            params, values = _run_numpy(actor_layers, x), _run_numpy(critic_layers, x)
         if std is not None and offset is not None:
             noise = th.randn(params.shape).numpy()
             actions = params + noise * std
@@ -614,6 +643,9 @@ def collect_rollouts(
     discrete = isinstance(model.action_space, spaces.Discrete)
 
     takes_numpy = getattr(forward, "takes_numpy", False)
+    # SB3's RolloutBuffer itself (not a subclass) with the NumPy forward's Box observations: its add() written out,
+    # the same arrays at the same places without its copies and tensor round trips
+    direct = takes_numpy and type(rollout_buffer) is SB3RolloutBuffer
     while n_steps < n_rollout_steps:
         with th.no_grad():
             # obs_tensor as SB3 makes it (a callback may read it); the NumPy forward reads the NumPy observations
@@ -621,8 +653,8 @@ def collect_rollouts(
             actions, values, log_probs = forward(model._last_obs if takes_numpy else obs_tensor)  # type: ignore[arg-type]
         actions = actions.cpu().numpy()  # type: ignore[assignment]
         clipped_actions = actions
-        if bounds is not None:  # the fast forward serves unsquashed Gaussians only: clip to the bounds, as SB3 does
-            clipped_actions = np.clip(actions, *bounds)  # type: ignore[assignment]
+        if bounds is not None:  # the fast forward serves unsquashed Gaussians only: clip to the bounds, as SB3 does (np.clip)
+            clipped_actions = np.minimum(np.maximum(actions, bounds[0]), bounds[1])  # type: ignore[assignment]
 
         new_obs, rewards, dones, infos = env.step(clipped_actions)  # type: ignore[arg-type]
         model.num_timesteps += env.num_envs
@@ -644,7 +676,18 @@ def collect_rollouts(
                     terminal_value = policy.predict_values(terminal_obs)[0]  # type: ignore[arg-type]
                 rewards[idx] += model.gamma * terminal_value
 
-        rollout_buffer.add(model._last_obs, actions, rewards, model._last_episode_starts, values, log_probs)  # type: ignore[arg-type]
+        if direct:
+            position = rollout_buffer.pos
+            rollout_buffer.observations[position] = model._last_obs
+            rollout_buffer.actions[position] = actions.reshape((rollout_buffer.n_envs, rollout_buffer.action_dim))
+            rollout_buffer.rewards[position] = rewards
+            rollout_buffer.episode_starts[position] = model._last_episode_starts
+            rollout_buffer.values[position] = values.numpy().ravel()
+            rollout_buffer.log_probs[position] = log_probs.numpy()
+            rollout_buffer.pos += 1
+            rollout_buffer.full = rollout_buffer.pos == rollout_buffer.buffer_size
+        else:
+            rollout_buffer.add(model._last_obs, actions, rewards, model._last_episode_starts, values, log_probs)  # type: ignore[arg-type]
         model._last_obs = new_obs  # type: ignore[assignment]
         model._last_episode_starts = dones
 

@@ -13,6 +13,7 @@ import torch as th
 from sb3_contrib import TRPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import kl_divergence
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, IdentityEnvBox, IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import MlpExtractor
@@ -298,8 +299,9 @@ def test_compiled_policy_trains_as_sb3_contrib_does() -> None:
     assert th.equal(parameters[("TRPOPlus", True, False)], parameters[("TRPOPlus", False, False)])
 
 
+@pytest.mark.parametrize("n_envs", [1, 2])
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
-def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(env_id: str) -> None:
+def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(env_id: str, n_envs: int) -> None:
     """Same seed, both loops: the same transitions, values, log-probabilities and returns (time-outs bootstrapped),
     and callbacks see the same local names."""
     buffers, seen = {}, {}
@@ -310,7 +312,8 @@ def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(env_id: str) -> None:
             return True
 
     for fast in (True, False):
-        model = TRPOPlus("MlpPolicy", env_id, n_steps=256, seed=0, fast_paths=fast)
+        env = make_vec_env(env_id, n_envs=n_envs, seed=0)
+        model = TRPOPlus("MlpPolicy", env, n_steps=256 // n_envs, seed=0, fast_paths=fast)
         perturb_observation_statistics(model)
         _, callback = model._setup_learn(256, Locals())
         callback.on_training_start({}, {})
@@ -320,6 +323,7 @@ def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(env_id: str) -> None:
         assert model.num_timesteps == 256
     for name in ("observations", "actions", "rewards", "episode_starts", "values", "log_probs", "advantages", "returns"):
         assert np.allclose(getattr(buffers[True], name), getattr(buffers[False], name), atol=1e-4), name
+    assert (buffers[True].pos, buffers[True].full) == (buffers[False].pos, buffers[False].full) == (256 // n_envs, True)
     assert buffers[True].episode_starts.sum() > 1  # episodes ended inside the rollout
     assert seen[False] - {"self"} <= seen[True]  # SB3's local names (its ``self`` is our ``model``)
 
@@ -374,6 +378,7 @@ def test_rollout_forward_draws_sb3s_gaussian_actions() -> None:
         ("Pendulum-v1", {}),
         ("Pendulum-v1", {"normalize_observations": False}),
         ("Pendulum-v1", {"policy_kwargs": {"activation_fn": nn.ReLU, "net_arch": [32, 16]}}),
+        ("Pendulum-v1", {"policy_kwargs": {"net_arch": {"pi": [32], "vf": [64, 64]}}}),  # not merged: other depths
         ("CartPole-v1", {}),
     ],
 )
@@ -385,6 +390,9 @@ def test_numpy_rollout_forward_is_sb3s_forward(env_id: str, kwargs: dict) -> Non
     perturb_observation_statistics(model, required=False)
     forward = fast_paths.rollout_forward(planned(model))
     assert forward is not None and getattr(forward, "takes_numpy", False)
+    layers = [fast_paths._numpy_layers(chain) for chain in (planned(model).actor, planned(model).critic)]
+    same_depth = "vf" not in str(kwargs)  # actor and critic as one block chain unless their depths differ
+    assert (fast_paths._merged_layers(*layers) is not None) == same_depth
     raw = np.stack([model.observation_space.sample() for _ in range(512)])
     obs = th.as_tensor(raw, device=model.device)
     th.manual_seed(1)

@@ -1,5 +1,6 @@
-"""A/B of the rollout forward: the NumPy forward (weights laid out once per rollout) against the torch closed form
-it replaced, side by side in one process, alternating, on the one-liner's stack (``gym.make`` -> DummyVecEnv +
+"""A/B of the rollout: the NumPy forward (weights laid out once per rollout, actor and critic as one block chain,
+SB3's RolloutBuffer written directly) against the torch closed form it replaced, side by side in one process,
+alternating, on the one-liner's stack (``gym.make`` -> DummyVecEnv +
 Monitor, one env) and the Zoo's (DummyVecEnv + VecNormalize, 2 envs). One torch thread. The torch variant is the
 same code with :func:`sb3_trpo_plus.fast_paths._numpy_feature_map` answering ``None``. One row per timed
 ``learn()`` is appended to ``rollout_ab.csv``; the summary prints medians and their ratio.
