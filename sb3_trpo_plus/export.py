@@ -72,7 +72,7 @@ class ExportCheck:
     :param sampled: observations sampled from the observation space
     :param rollout: observations of a rollout of the deterministic policy (0 without ``rollout_env``)
     :param max_abs_error: each float output's largest absolute difference
-    :param mismatches: each integer output's count of entries that differ (must be 0)
+    :param mismatches: each discrete output's count of entries that differ (must be 0)
     :param atol: absolute tolerance; an entry passes when ``|onnx - torch| <= atol + rtol * |torch|``
     :param rtol: relative tolerance
     :param failures: what failed (empty when the check passed)
@@ -458,8 +458,8 @@ def export_onnx(
     ``predict(..., state=(h, c), episode_start=...)`` takes them. Outputs: ``actions``, then ``lstm_h_out`` and
     ``lstm_c_out`` (recurrent), ``value`` and ``log_std`` when asked for. A recurrent policy whose critic has its own
     LSTM also takes ``critic_lstm_h``, ``critic_lstm_c`` and outputs ``critic_lstm_h_out``, ``critic_lstm_c_out``
-    with ``value=True``. The file's ``metadata_props`` hold the
-    spaces (JSON), the inputs and outputs, and where the observation statistics came from.
+    with ``value=True``. The file's ``metadata_props`` (:data:`METADATA_KEYS`) hold the spaces (JSON), the inputs and
+    outputs, and where the observation statistics came from.
 
     :param model: a trained model (TRPOPlus, MaskableTRPOPlus, RecurrentTRPOPlus or any SB3 actor-critic) or its policy
     :param path: where to write the ``.onnx`` file
@@ -478,7 +478,7 @@ def export_onnx(
     :param n_sampled: observations sampled from the observation space for the check
     :param rollout_steps: steps of the rollout
     :param atol: absolute tolerance of the check on float outputs
-    :param rtol: relative tolerance of the check on float outputs (integer actions must be equal)
+    :param rtol: relative tolerance of the check on float outputs (discrete actions must be equal)
     :param seed: seed of the sampled observations, masks, states and the rollout
     :param opset_version: the ONNX opset (``None``: the exporter's default)
     :return: what the check compared (``None`` with ``check=False``)
@@ -541,6 +541,7 @@ def export_onnx(
         "producer": f"sb3_trpo_plus.export_onnx ({type(model).__name__}, deterministic actions as predict returns them)",
         "vec_normalize": "folded into the graph" if folded is not None else "none",
     }
+    assert tuple(metadata) == METADATA_KEYS
     del proto.metadata_props[:]
     for key, text in metadata.items():
         entry = proto.metadata_props.add()

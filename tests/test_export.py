@@ -27,7 +27,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_trpo_plus import TRPOPlus
-from sb3_trpo_plus.export import ExportCheckError, ExportError, check_onnx, export_onnx, load_model
+from sb3_trpo_plus.export import METADATA_KEYS, ExportCheckError, ExportError, check_onnx, export_onnx, load_model
 from sb3_trpo_plus.export import main as export_main
 from sb3_trpo_plus.normalization import observation_normalizers
 from tests.helpers import perturb_observation_statistics
@@ -173,6 +173,7 @@ def test_export_matches_predict(
     # what a deployment reads: named inputs and outputs, batch dimension, spaces in the metadata
     proto = onnx.load(path)
     metadata = {entry.key: entry.value for entry in proto.metadata_props}
+    assert tuple(metadata) == METADATA_KEYS
     inputs = [value.name for value in proto.graph.input]
     assert json.loads(metadata["inputs"]) == inputs
     assert json.loads(metadata["outputs"]) == [value.name for value in proto.graph.output]
