@@ -189,7 +189,7 @@ def test_sampler_keeps_the_exact_step() -> None:
 def test_env_without_entry_uses_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    args = ["--algo", "trpo_plus", "--env", "MountainCar-v0", "-n", "32", "-f", str(tmp_path), *TINY]
+    args = ["--algo", "trpo_plus", "--env", "FrozenLake-v1", "-n", "32", "-f", str(tmp_path), *TINY]
     zoo_main(monkeypatch, "train", *args, "--hyperparams", "n_steps:32")
     out = capsys.readouterr().out
     assert f"Loading hyperparameters from: {hyperparams_path()}\n" in out
