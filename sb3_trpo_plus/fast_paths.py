@@ -643,9 +643,9 @@ def collect_rollouts(
     discrete = isinstance(model.action_space, spaces.Discrete)
 
     takes_numpy = getattr(forward, "takes_numpy", False)
-    # SB3's RolloutBuffer itself (not a subclass) with the NumPy forward's Box observations: its add() written out,
-    # the same arrays at the same places without its copies and tensor round trips
-    direct = takes_numpy and type(rollout_buffer) is SB3RolloutBuffer
+    # SB3's RolloutBuffer itself (not a subclass, add() not replaced on the instance) with the NumPy forward's Box
+    # observations: its add() written out, the same arrays at the same places without its copies and tensor round trips
+    direct = takes_numpy and type(rollout_buffer) is SB3RolloutBuffer and "add" not in vars(rollout_buffer)
     while n_steps < n_rollout_steps:
         with th.no_grad():
             # obs_tensor as SB3 makes it (a callback may read it); the NumPy forward reads the NumPy observations
