@@ -600,7 +600,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         """
         self._start_rollout()
         plan = self._fast_paths_plan()
-        forward = fast_paths.rollout_forward(plan) if plan is not None else None
+        forward = fast_paths.rollout_forward(plan, env.num_envs) if plan is not None else None
         with reporting_non_finite_observations(self):
             if forward is not None:
                 return fast_paths.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, forward)

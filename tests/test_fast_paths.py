@@ -299,9 +299,12 @@ def test_compiled_policy_trains_as_sb3_contrib_does() -> None:
     assert th.equal(parameters[("TRPOPlus", True, False)], parameters[("TRPOPlus", False, False)])
 
 
-@pytest.mark.parametrize("n_envs", [1, 2])
+@pytest.mark.parametrize(("n_envs", "numpy_forms"), [(1, True), (2, True), (1, False)])
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
-def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(env_id: str, n_envs: int) -> None:
+def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(
+    env_id: str, n_envs: int, numpy_forms: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fast_paths, "NUMPY", numpy_forms)  # False: the torch closed forms (a GPU policy's)
     """Same seed, both loops: the same transitions, values, log-probabilities and returns (time-outs bootstrapped),
     and callbacks see the same local names."""
     buffers, seen = {}, {}
@@ -410,13 +413,17 @@ def test_numpy_rollout_forward_is_sb3s_forward(env_id: str, kwargs: dict) -> Non
         forward(np.full_like(raw[:2], np.nan))
 
 
-def test_numpy_rollout_forward_declines_images_and_dicts() -> None:
+def test_numpy_rollout_forward_declines_images_dicts_and_many_envs() -> None:
     from stable_baselines3.common.envs import SimpleMultiObsEnv
 
     image = TRPOPlus("CnnPolicy", FakeImageEnv(screen_height=36, screen_width=36), n_steps=64)
     multi = TRPOPlus("MultiInputPolicy", SimpleMultiObsEnv(), n_steps=64)
     for model in (image, multi):
         assert fast_paths._numpy_feature_map(planned(model)) is None
+    many = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64)  # many envs: torch's products are the faster ones
+    forward = fast_paths.rollout_forward(planned(many), n_envs=fast_paths.NUMPY_MAX_ENVS + 1)
+    assert forward is not None and not getattr(forward, "takes_numpy", False)
+    assert getattr(fast_paths.rollout_forward(planned(many), n_envs=fast_paths.NUMPY_MAX_ENVS), "takes_numpy", False)
 
 
 FVP_CASES = {

@@ -1,9 +1,9 @@
-"""A/B of the rollout: the NumPy forward (weights laid out once per rollout, actor and critic as one block chain,
-SB3's RolloutBuffer written directly) against the torch closed form it replaced, side by side in one process,
-alternating, on the one-liner's stack (``gym.make`` -> DummyVecEnv +
-Monitor, one env) and the Zoo's (DummyVecEnv + VecNormalize, 2 envs). One torch thread. The torch variant is the
-same code with :func:`sb3_trpo_plus.fast_paths._numpy_feature_map` answering ``None``. One row per timed
-``learn()`` is appended to ``rollout_ab.csv``; the summary prints medians and their ratio.
+"""A/B of the NumPy rollout of the CPU fast paths (``fast_paths.NUMPY``: the forward on weights laid out once per
+rollout, actor and critic as one block chain, SB3's RolloutBuffer written directly) against the torch closed form
+it replaced, side by side in one process, alternating, on the one-liner's
+stack (``gym.make`` -> DummyVecEnv + Monitor, one env) and the Zoo's (DummyVecEnv + VecNormalize, 2 envs). One
+torch thread. The torch variant is the same code with ``fast_paths.NUMPY = False``. One row per timed ``learn()``
+is appended to ``rollout_ab.csv``; the summary prints medians and their ratio.
 
     python benchmarks/speed/rollout_ab.py --reps 3
 """
@@ -48,13 +48,12 @@ def main() -> None:
     from sb3_trpo_plus import fast_paths
 
     th.set_num_threads(1)
-    original = fast_paths._numpy_feature_map
     run = time.strftime("%Y%m%dT%H%M%S")
     rows = []
     for stack in ("one-liner", "zoo"):
         for rep in range(-1, args.reps):  # rep -1: warm-up, not recorded
             for forward in ("numpy", "torch"):
-                fast_paths._numpy_feature_map = original if forward == "numpy" else (lambda plan: None)  # type: ignore[assignment]
+                fast_paths.NUMPY = forward == "numpy"
                 model = build(stack)
                 start = time.perf_counter()
                 model.learn(args.steps)
@@ -71,7 +70,7 @@ def main() -> None:
                             "load_1min": round(os.getloadavg()[0], 2),
                         }
                     )
-    fast_paths._numpy_feature_map = original  # type: ignore[assignment]
+    fast_paths.NUMPY = True
     new = not TABLE.exists()
     with open(TABLE, "a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
