@@ -19,7 +19,18 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "rollout_ab.csv"
-FIELDS = ["run", "stack", "forward", "rep", "steps", "learn_s", "load_1min"]
+FIELDS = ["run", "stack", "forward", "rep", "steps", "learn_s", "load_1min", "code_rev"]
+
+
+def code_rev() -> str:
+    """The commit of the checkout (``+dirty`` when ``sb3_trpo_plus/`` has changes)."""
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "sb3_trpo_plus"], cwd=HERE.parent.parent, capture_output=True, text=True
+    )
+    return head + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def build(stack: str) -> Any:
@@ -49,6 +60,7 @@ def main() -> None:
 
     th.set_num_threads(1)
     run = time.strftime("%Y%m%dT%H%M%S")
+    rev = code_rev()
     rows = []
     for stack in ("one-liner", "zoo"):
         for rep in range(-1, args.reps):  # rep -1: warm-up, not recorded
@@ -68,6 +80,7 @@ def main() -> None:
                             "steps": args.steps,
                             "learn_s": round(elapsed, 3),
                             "load_1min": round(os.getloadavg()[0], 2),
+                            "code_rev": rev,
                         }
                     )
     fast_paths.NUMPY = True
