@@ -126,6 +126,32 @@ def confirmation(runs: pd.DataFrame, chosen: str) -> str:
     return "\n".join(lines)
 
 
+def classic(runs: pd.DataFrame, chosen: str) -> str:
+    """Classic control at the Zoo's budgets (RULE.md, "After round 2's queue"): the chosen one-liner beside
+    sb3-contrib's on benchmark seeds 0-2 (a task's row once both have all three), and the tuned entry for reference."""
+    tuned = tuned_entries()
+    bench = runs[runs.seed.between(0, 9) & (runs.steps == 100_000)]
+    header = ["task", f"`{chosen}` one-liner", "`sb3_contrib` one-liner", f"p(`{chosen}` below `sb3_contrib`)", "tuned entry"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in ("CartPole-v1", "Pendulum-v1", "Acrobot-v1"):
+        values = {}
+        for config in (chosen, "sb3_contrib"):
+            rows = bench[(bench.config == config) & (bench.env == task)]
+            values[config] = rows.final_mean if set(CONFIRM_SEEDS) <= set(rows.seed) else rows.final_mean.iloc[:0]
+        if not len(values[chosen]) or not len(values["sb3_contrib"]):
+            continue
+        ours, theirs = values[chosen].to_numpy(), values["sb3_contrib"].to_numpy()
+        p_value = welch_below(ours, theirs) if np.std(ours) + np.std(theirs) > 0 else float("nan")
+        cells = [
+            summary(values[chosen]),
+            summary(values["sb3_contrib"]),
+            f"{p_value:.3f}",
+            summary(tuned[tuned.env == task].final_mean),
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def extra_tables() -> list[str]:
     """The critic at several reward scales (``reward_scale.py``) and normalization's cost (``overhead.py``)."""
     lines = []
@@ -191,6 +217,12 @@ def main() -> None:
             "",
             "InvertedDoublePendulum-v5 has no tuned entry in `benchmarks/learning`; its ceiling is about 9360 (a full "
             "1000-step episode).",
+            "",
+            "## Classic control at the Zoo's budgets (100k steps, benchmark seeds 0-2; the tuned entry: seeds 0-9)",
+            "",
+            classic(runs, chosen),
+            "",
+            "p is `nan` where both sides have no spread (the same return on every seed).",
         ]
     parts += ["", *extra_tables()]
     text = "\n".join(parts) + "\n"
