@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> TRPOPlus:
     print(f"  untrained: {before_mean:9.1f} +/- {before_std:.1f}")
     print(f"  trained:   {after_mean:9.1f} +/- {after_std:.1f}")
     print(f'Load it with: TRPOPlus.load("{save_path}")')
-    print(f"Export it to ONNX with: python -m sb3_trpo_plus export {save_path} policy.onnx --env {args.env}")
+    print(
+        f"Export it to ONNX (the export extra: pip install 'sb3-trpo-plus[export]') with: "
+        f"python -m sb3_trpo_plus export {save_path} policy.onnx --env {args.env}"
+    )
     return model
 
 
