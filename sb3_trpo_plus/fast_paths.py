@@ -515,8 +515,8 @@ _NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = 
 
 def _numpy_feature_map(plan: Plan) -> NumpyFeatureMap | None:
     """
-    :func:`_feature_map` on raw NumPy observations (float32, as ``preprocess_obs`` makes a Box's), for a CPU policy
-    with a non-image Box observation space; ``None`` otherwise.
+    :func:`_feature_map` on observations the NumPy forward has already flattened to float32 (as ``preprocess_obs``
+    makes a Box's) and found finite, for a CPU policy with a non-image Box observation space; ``None`` otherwise.
     """
     policy = plan.policy
     space = policy.observation_space
@@ -528,7 +528,7 @@ def _numpy_feature_map(plan: Plan) -> NumpyFeatureMap | None:
     ):
         return None
     if plan.features == "flatten":
-        return lambda obs: np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        return lambda x: x
     if plan.features == "normalized":
         normalizer = _normalizer(plan)
         with th.no_grad():
@@ -536,10 +536,7 @@ def _numpy_feature_map(plan: Plan) -> NumpyFeatureMap | None:
             std = normalizer.std().float().numpy().copy()
         clip_obs = np.float32(normalizer.clip_obs)
 
-        def normalized(obs: np.ndarray) -> np.ndarray:
-            x = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
-            if not np.isfinite(x).all():  # a broken observation is never clipped into a plausible one
-                return np.full_like(x, np.nan)
+        def normalized(x: np.ndarray) -> np.ndarray:
             y = x - mean
             y /= std
             np.minimum(y, clip_obs, out=y)  # clip((x - mean) / std, -clip_obs, clip_obs), in place
@@ -606,9 +603,11 @@ def _numpy_forward(
         offset = np.float32(-(policy.log_std + LOG_SQRT_2PI).sum().item()) if gaussian else None
 
     def forward(obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        x = features(obs.numpy() if isinstance(obs, th.Tensor) else obs)  # type: ignore[arg-type]
-        if not np.isfinite(x).all():
+        raw = obs.numpy() if isinstance(obs, th.Tensor) else obs
+        x = np.asarray(raw, dtype=np.float32).reshape(len(raw), -1)  # type: ignore[arg-type]
+        if not np.isfinite(x).all():  # checked on the observation: a broken one is never clipped into a plausible one
             raise NonFiniteObservationError(NON_FINITE_OBSERVATION)
+        x = features(x)
         if merged is not None:  # one product per layer for both
             output = _run_numpy(merged, x)
             params, values = output[:, :n_params], output[:, n_params:]

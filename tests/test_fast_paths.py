@@ -409,8 +409,9 @@ def test_numpy_rollout_forward_is_sb3s_forward(env_id: str, kwargs: dict) -> Non
         assert th.allclose(log_prob, distribution.log_prob(actions), atol=1e-4)
     if env_id == "Pendulum-v1":
         assert th.allclose(actions, expected_actions, atol=1e-5)
-    with pytest.raises(NonFiniteObservationError):
-        forward(np.full_like(raw[:2], np.nan))
+    for broken in (np.nan, np.inf):  # never clipped into a plausible observation
+        with pytest.raises(NonFiniteObservationError):
+            forward(np.full_like(raw[:2], broken))
 
 
 def test_numpy_rollout_forward_declines_images_dicts_and_many_envs() -> None:
