@@ -301,7 +301,8 @@ class PolicyGraph(th.nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
-def _kind(model: Any, policy: BasePolicy) -> str:
+def _kind(policy: BasePolicy) -> str:
+    """``"recurrent"``, ``"masked"`` (sb3-contrib's policies) or ``"plain"``."""
     try:
         from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
         from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
@@ -321,15 +322,20 @@ def _lstm(policy: BasePolicy) -> th.nn.LSTM:
     return lstm
 
 
-def mask_size(action_space: spaces.Space) -> int:
-    """The length of an action mask (sb3-contrib's layout): n, the sum of nvec, or 2 per binary action."""
+def mask_groups(action_space: spaces.Space) -> list[int]:
+    """The choices of each action dimension, in sb3-contrib's mask layout: n, each of nvec, or 2 per binary action."""
     if isinstance(action_space, spaces.Discrete):
-        return int(action_space.n)
+        return [int(action_space.n)]
     if isinstance(action_space, spaces.MultiDiscrete):
-        return int(action_space.nvec.sum())
+        return [int(n) for n in action_space.nvec.ravel()]
     if isinstance(action_space, spaces.MultiBinary):
-        return 2 * int(np.prod(action_space.shape))
+        return [2] * int(np.prod(action_space.shape))
     raise ExportError(f"Cannot export action masks for action space {action_space}")
+
+
+def mask_size(action_space: spaces.Space) -> int:
+    """The length of an action mask (sb3-contrib's layout)."""
+    return sum(mask_groups(action_space))
 
 
 def _find_vec_normalize(model: Any) -> VecNormalize | None:
@@ -487,7 +493,7 @@ def export_onnx(
     policy = model.policy if isinstance(model, BaseAlgorithm) else model
     if not isinstance(policy, BasePolicy):
         raise ExportError(f"Invalid model: expected an SB3 algorithm or policy, got {type(model).__name__}")
-    kind = _kind(model, policy)
+    kind = _kind(policy)
     if value and not hasattr(policy, "predict_values"):
         raise ExportError(f"Invalid value=True: {type(policy).__name__} has no predict_values")
     statistics = _resolve_vec_normalize(model, vec_normalize)
@@ -566,7 +572,7 @@ def export_onnx(
     if not result.passed:
         path.unlink()
         raise ExportCheckError(f"{result} (the file was removed)")
-    if statistics is None and _has_vector_box(exported.observation_space) and not _normalizes_itself(exported):
+    if statistics is None and _has_vector_box(exported.observation_space) and not observation_normalizers(exported):
         result.note = (
             "no observation statistics are in the graph (none in the policy, no VecNormalize folded): it takes "
             "observations exactly as the policy was given them in training. A model trained behind VecNormalize "
@@ -582,22 +588,11 @@ def _has_vector_box(space: spaces.Space) -> bool:
     return isinstance(space, spaces.Box) and not is_image_space(space, check_channels=False)
 
 
-def _normalizes_itself(policy: BasePolicy) -> bool:
-    """Whether the policy holds observation statistics of its own (``normalize_observations``)."""
-    return bool(observation_normalizers(policy))
-
-
 # ----------------------------------------------------------------------------------------------------- check
 def _random_masks(action_space: spaces.Space, count: int, rng: np.random.Generator) -> np.ndarray:
     """Random action masks with at least one allowed choice per action dimension."""
-    if isinstance(action_space, spaces.Discrete):
-        groups = [int(action_space.n)]
-    elif isinstance(action_space, spaces.MultiDiscrete):
-        groups = [int(n) for n in action_space.nvec.ravel()]
-    else:
-        groups = [2] * int(np.prod(action_space.shape or ()))
     parts = []
-    for size in groups:
+    for size in mask_groups(action_space):
         part = rng.random((count, size)) < 0.5
         part[np.arange(count), rng.integers(0, size, count)] = True
         parts.append(part)
@@ -611,7 +606,7 @@ def _stack(observations: list[Any]) -> Any:
 
 
 def _rollout(
-    model: Any, policy: BasePolicy, kind: str, env: gym.Env, steps: int, seed: int, to_policy: Any
+    policy: BasePolicy, kind: str, env: gym.Env, steps: int, seed: int, to_policy: Any
 ) -> tuple[Any, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None]:
     """Observations (raw, in the policy's layout) of ``steps`` deterministic steps, with the masks or LSTM states
     and episode starts the policy was given at each."""
@@ -685,7 +680,7 @@ def check_onnx(
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     policy = model.policy if isinstance(model, BaseAlgorithm) else model
-    kind = _kind(model, policy)
+    kind = _kind(policy)
     rng = np.random.default_rng(seed)
     space = copy.deepcopy(policy.observation_space)  # its own random stream: the user's space is not reseeded
     space.seed(seed)
@@ -706,7 +701,7 @@ def check_onnx(
     rolled = 0
     if rollout_env is not None and rollout_steps > 0:
         env = gym.make(rollout_env) if isinstance(rollout_env, str) else rollout_env
-        sets.append(_rollout(model, policy, kind, env, rollout_steps, seed, to_policy))
+        sets.append(_rollout(policy, kind, env, rollout_steps, seed, to_policy))
         rolled = rollout_steps
 
     result = ExportCheck(str(path), n_sampled, rolled, atol=atol, rtol=rtol)
