@@ -612,6 +612,9 @@ def _rollout(
     and episode starts the policy was given at each."""
     from stable_baselines3.common.preprocessing import maybe_transpose
 
+    if kind == "masked":  # a masked policy is sb3-contrib's, so sb3-contrib is installed
+        from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
+
     observations, masks, hs, cs, starts = [], [], [], [], []
     obs, _ = env.reset(seed=seed)
     state: tuple[np.ndarray, ...] | None = None
@@ -623,13 +626,11 @@ def _rollout(
             obs = maybe_transpose(np.asarray(obs), policy.observation_space)
         observations.append(obs)
         kwargs: dict[str, Any] = {}
-        if kind == "masked":
+        if kind == "masked":  # the env's masks as sb3-contrib reads them (through wrappers); else every action allowed
             mask = (
-                np.asarray(env.action_masks(), dtype=bool)
-                if hasattr(env, "action_masks")
-                else np.ones(  # type: ignore[attr-defined]
-                    mask_size(policy.action_space), dtype=bool
-                )
+                np.asarray(get_action_masks(env), dtype=bool)
+                if is_masking_supported(env)
+                else np.ones(mask_size(policy.action_space), dtype=bool)
             )
             masks.append(mask)
             kwargs["action_masks"] = mask[None]

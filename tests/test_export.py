@@ -370,3 +370,19 @@ def test_python_dash_m_dispatches_export(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "matches predict on 8 sampled and 0 rollout observations" in done.stdout
+
+
+def test_the_rollout_check_reads_masks_through_wrappers() -> None:
+    """A masked env behind gymnasium wrappers (as gym.make gives it): the check's rollout acts with the env's own
+    masks, read as sb3-contrib reads them, not with all actions allowed."""
+    from sb3_contrib.common.envs import InvalidActionEnvDiscrete
+
+    from sb3_trpo_plus import MaskableTRPOPlus
+    from sb3_trpo_plus.export import _rollout
+
+    model = build("MaskableTRPOPlus", "MlpPolicy", lambda: InvalidActionEnvDiscrete(dim=6, n_invalid_actions=2), {})
+    assert isinstance(model, MaskableTRPOPlus)
+    wrapped = gym.wrappers.TimeLimit(InvalidActionEnvDiscrete(dim=6, n_invalid_actions=2), max_episode_steps=50)
+    _, masks, _, _ = _rollout(model.policy, "masked", wrapped, 16, 0, lambda obs: obs)
+    assert masks is not None and masks.shape == (16, 6)
+    assert (masks.sum(axis=1) == 4).all()  # 2 of the 6 actions are invalid at every step
