@@ -14,6 +14,13 @@ Usage::
 
     python benchmarks/defaults/oneliner.py --config new --env HalfCheetah-v5 --seed 0 --steps 1000000
 
+A diagnosis variant (DIAGNOSIS.md) is a configuration with constructor arguments or env arguments changed, under a
+label of its own, in its own table::
+
+    python benchmarks/defaults/oneliner.py --config new --label nocfrc --env Ant-v5 --seed 100 --steps 500000 \
+        --env-kwargs '{"include_cfrc_ext_in_observation": false}' --table benchmarks/defaults/diagnosis.csv
+    python benchmarks/defaults/oneliner.py --config new --label gamma999 --set gamma=0.999 ...
+
 Seeds 0-9 are benchmark seeds, 100-199 tuning seeds (see RULE.md). One torch thread.
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import fcntl
+import functools
 import inspect
 import json
 import os
@@ -71,19 +79,44 @@ def code_rev() -> str:
         return "unknown"
 
 
+def _header(table: Path) -> list[str] | None:
+    """The table's columns (``None`` where it does not exist yet)."""
+    if not table.exists():
+        return None
+    with open(table, newline="") as handle:
+        return next(csv.reader(handle))
+
+
 def append(row: dict[str, Any], table: Path = TABLE) -> None:
-    """Append one row to ``table`` under an exclusive lock (several runs may finish at once)."""
+    """Append one row to ``table`` under an exclusive lock (several runs may finish at once); its columns are the
+    row's keys, in order, and must be the table's header where the table exists."""
     with open(table.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        new = not table.exists()
+        header = _header(table)
+        new = header is None
+        if header is not None and header != list(row):
+            raise ValueError(f"{table}'s columns are {header}, the row's {list(row)}")
         with open(table, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=list(row))
             if new:
                 writer.writeheader()
             writer.writerow(row)
 
 
-def run(config: str, env_id: str, seed: int, steps: int, episodes: int = 10) -> dict[str, Any]:
+def run(
+    config: str,
+    env_id: str,
+    seed: int,
+    steps: int,
+    episodes: int = 10,
+    label: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """
+    One run of ``config`` (with ``overrides`` of its constructor arguments, and ``env_kwargs`` for ``gym.make``),
+    recorded under ``label`` (``config`` by default); the row has an ``env_kwargs`` column only when they are given.
+    """
     import gymnasium as gym
     import numpy as np
     import torch as th
@@ -91,6 +124,8 @@ def run(config: str, env_id: str, seed: int, steps: int, episodes: int = 10) -> 
 
     th.set_num_threads(1)
     library, kwargs = CONFIGS[config]
+    kwargs = {**kwargs, **(overrides or {})}
+    make = functools.partial(gym.make, env_id, **(env_kwargs or {}))
     algo_class: type[Any]
     if library == "sb3_contrib":
         from sb3_contrib import TRPO as algo_class
@@ -104,18 +139,18 @@ def run(config: str, env_id: str, seed: int, steps: int, episodes: int = 10) -> 
     if build.get("target_kl") == "lin_auto":  # round 2's candidate: the "auto" radius shrinking linearly to 0
         from stable_baselines3.common.utils import LinearSchedule
 
-        probe = algo_class("MlpPolicy", gym.make(env_id), seed=seed, **{**build, "target_kl": "auto"})
+        probe = algo_class("MlpPolicy", make(), seed=seed, **{**build, "target_kl": "auto"})
         build["target_kl"] = LinearSchedule(probe._auto_target_kl(), 0.0, 1.0)
         del probe
     start = time.perf_counter()
-    model = algo_class("MlpPolicy", gym.make(env_id), seed=seed, **build)
+    model = algo_class("MlpPolicy", make(), seed=seed, **build)
     model.learn(steps)
     wall = time.perf_counter() - start
-    eval_env = gym.make(env_id)
+    eval_env = make()
     eval_env.reset(seed=10_000 + seed)
     returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
-    return {
-        "config": config,
+    row = {
+        "config": label or config,
         "env": env_id,
         "seed": seed,
         "steps": steps,
@@ -129,6 +164,20 @@ def run(config: str, env_id: str, seed: int, steps: int, episodes: int = 10) -> 
         "torch_threads": th.get_num_threads(),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus",
     }
+    if env_kwargs is not None:
+        row["env_kwargs"] = json.dumps(env_kwargs, sort_keys=True)
+    return row
+
+
+def _override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE in JSON (a bare word is a string): one constructor argument."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def main() -> None:
@@ -138,9 +187,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, nargs="+", required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--label", help="the config column's value (a diagnosis variant's name)")
+    parser.add_argument(
+        "--set",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a constructor argument over the config's",
+    )
+    parser.add_argument("--env-kwargs", type=json.loads, default=None, help="gym.make's keyword arguments, as JSON")
     args = parser.parse_args()
+    if args.env_kwargs is None and "env_kwargs" in (_header(args.table) or []):
+        args.env_kwargs = {}  # the diagnosis table records them on every row
     for seed in args.seed:
-        row = run(args.config, args.env, seed, args.steps)
+        row = run(
+            args.config, args.env, seed, args.steps, label=args.label, overrides=dict(args.set), env_kwargs=args.env_kwargs
+        )
         append(row, args.table)
         print(
             f"{row['config']} {row['env']} seed {seed}: {row['final_mean']:.1f} +- {row['final_std']:.1f} "
