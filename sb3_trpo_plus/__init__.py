@@ -12,24 +12,15 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-#: The policy families, built on sb3-contrib's parts: imported on first use, so that sb3-contrib stays optional.
-_FAMILIES = {"MaskableTRPOPlus": "sb3_trpo_plus.maskable", "RecurrentTRPOPlus": "sb3_trpo_plus.recurrent"}
-
 
 def __getattr__(name: str) -> Any:
-    if name in _FAMILIES:
-        import importlib
+    """The policy families (:mod:`sb3_trpo_plus.families`), built on sb3-contrib: imported on first use, so that
+    sb3-contrib stays optional."""
+    from sb3_trpo_plus import families
 
-        try:
-            module = importlib.import_module(_FAMILIES[name])
-        except ModuleNotFoundError as error:
-            if error.name != "sb3_contrib":
-                raise
-            raise ModuleNotFoundError(
-                f"{name} is built on sb3-contrib, which is not installed: pip install 'sb3-trpo-plus[contrib]'",
-                name=error.name,
-            ) from error
-        return getattr(module, name)
+    info = families.by_class_name(name)
+    if info is not None and info.name != "plain":
+        return families.algorithm_class(info.name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

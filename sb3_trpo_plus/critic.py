@@ -27,6 +27,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 
+from sb3_trpo_plus import families
+
 #: smallest sigma: returns that barely vary (a constant reward) are not blown up
 MIN_RETURN_STD = 1e-3
 
@@ -67,12 +69,7 @@ def regress(optimizer: th.optim.Optimizer, critic_params: list[nn.Parameter], lo
 @functools.cache
 def _known_value_methods() -> dict[str, set[object]]:
     """Each of :data:`VALUE_METHODS` as SB3's and sb3-contrib's actor-critic policies define it."""
-    bases: list[type] = [ActorCriticPolicy]
-    with contextlib.suppress(ImportError):  # sb3-contrib is optional (the families' extra)
-        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-        from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-
-        bases += [MaskableActorCriticPolicy, RecurrentActorCriticPolicy]
+    bases: list[type] = [ActorCriticPolicy, *families.policy_bases().values()]  # sb3-contrib's, where installed
     return {name: {getattr(base, name) for base in bases} for name in VALUE_METHODS}
 
 

@@ -45,6 +45,7 @@ from stable_baselines3.common.policies import BaseModel, BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, unwrap_vec_wrapper
 
+from sb3_trpo_plus import families
 from sb3_trpo_plus.normalization import observation_normalizers
 
 EXTRA = "pip install 'sb3-trpo-plus[export]'"
@@ -303,16 +304,7 @@ class PolicyGraph(th.nn.Module):
 # ---------------------------------------------------------------------------------------------------- inputs
 def _kind(policy: BasePolicy) -> str:
     """``"recurrent"``, ``"masked"`` (sb3-contrib's policies) or ``"plain"``."""
-    try:
-        from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-        from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-    except ModuleNotFoundError:
-        return "plain"
-    if isinstance(policy, RecurrentActorCriticPolicy):
-        return "recurrent"
-    if isinstance(policy, MaskableActorCriticPolicy):
-        return "masked"
-    return "plain"
+    return families.policy_family(policy)
 
 
 def _lstm(policy: BasePolicy) -> th.nn.LSTM:
@@ -811,21 +803,10 @@ def load_model(path: str | os.PathLike) -> BaseAlgorithm:
     """Load a saved TRPOPlus, MaskableTRPOPlus or RecurrentTRPOPlus, whichever its policy class says, on the CPU."""
     from stable_baselines3.common.save_util import load_from_zip_file
 
-    from sb3_trpo_plus.trpo_plus import TRPOPlus
-
     data, _, _ = load_from_zip_file(str(path), device="cpu", print_system_info=False)
     policy_class = data.get("policy_class") if data else None
-    algorithm: type[BaseAlgorithm] = TRPOPlus
-    if isinstance(policy_class, type):
-        names = {cls.__name__ for cls in policy_class.__mro__}
-        if "RecurrentActorCriticPolicy" in names:
-            from sb3_trpo_plus.recurrent import RecurrentTRPOPlus
-
-            algorithm = RecurrentTRPOPlus
-        elif "MaskableActorCriticPolicy" in names:
-            from sb3_trpo_plus.maskable import MaskableTRPOPlus
-
-            algorithm = MaskableTRPOPlus
+    family = families.policy_family(policy_class) if isinstance(policy_class, type) else "plain"
+    algorithm: type[BaseAlgorithm] = families.algorithm_class(family)
     return algorithm.load(str(path), device="cpu")
 
 

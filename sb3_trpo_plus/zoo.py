@@ -40,16 +40,17 @@ from typing import TYPE_CHECKING, Any
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
+from sb3_trpo_plus import families
 from sb3_trpo_plus.trpo_plus import SCHEDULE_ARGUMENTS, TRPOPlus, check_arguments
 from sb3_trpo_plus.validation import InvalidArgumentError
 
 if TYPE_CHECKING:
     import optuna
 
-ALGO_NAME = "trpo_plus"
+ALGO_NAME = families.FAMILIES["plain"].zoo_name
 HYPERPARAMS_FILENAME = f"{ALGO_NAME}.yml"
-MASK_ALGO_NAME = "trpo_plus_mask"
-LSTM_ALGO_NAME = "trpo_plus_lstm"
+MASK_ALGO_NAME = families.FAMILIES["masked"].zoo_name
+LSTM_ALGO_NAME = families.FAMILIES["recurrent"].zoo_name
 #: The Zoo names this package registers (each reads ``<name>.yml``)
 ALGO_NAMES = (ALGO_NAME, MASK_ALGO_NAME, LSTM_ALGO_NAME)
 
@@ -69,17 +70,7 @@ MASKED_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def algorithm_class(algo: str) -> type[TRPOPlus]:
     """The class registered under the Zoo name ``algo`` (one of :data:`ALGO_NAMES`)."""
-    if algo == MASK_ALGO_NAME:
-        from sb3_trpo_plus.maskable import MaskableTRPOPlus
-
-        return MaskableTRPOPlus
-    if algo == LSTM_ALGO_NAME:
-        from sb3_trpo_plus.recurrent import RecurrentTRPOPlus
-
-        return RecurrentTRPOPlus
-    if algo == ALGO_NAME:
-        return TRPOPlus
-    raise ValueError(f"Invalid algo {algo!r}: expected one of {ALGO_NAMES}")
+    return families.algorithm_class(families.by_zoo_name(algo).name)
 
 
 def register_masked_envs() -> None:
