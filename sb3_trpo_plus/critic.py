@@ -25,9 +25,15 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.type_aliases import PyTorchObs
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
+from torch.nn import functional as F
 
 from sb3_trpo_plus import families
+from sb3_trpo_plus.batches import index_obs
+from sb3_trpo_plus.normalization import Setting, env_normalizes
+from sb3_trpo_plus.statistics import merge_finite
 
 #: smallest sigma: returns that barely vary (a constant reward) are not blown up
 MIN_RETURN_STD = 1e-3
@@ -92,10 +98,7 @@ def value_head(policy: nn.Module) -> nn.Linear | None:
 
 def update_return_statistics(statistics: RunningMeanStd, returns: np.ndarray) -> None:
     """Merge a rollout's returns into ``statistics``; NaN and infinite returns are left out."""
-    finite = np.asarray(returns, dtype=np.float64).reshape(-1)
-    finite = finite[np.isfinite(finite)]
-    if finite.size:
-        statistics.update(finite)
+    merge_finite(statistics, returns)
 
 
 def value_scale(statistics: RunningMeanStd) -> ValueScale:
@@ -115,3 +118,66 @@ def normalized_head(head: nn.Linear, scale: ValueScale) -> Iterator[None]:
         with th.no_grad():
             head.weight.mul_(scale.std)
             head.bias.mul_(scale.std).add_(scale.mean)  # type: ignore[union-attr]
+
+
+def select_value_normalization(setting: Setting, env: VecEnv | None, policy: nn.Module) -> tuple[bool, str | None]:
+    """
+    ``normalize_values``: whether the critic is fitted on a normalized return scale, for the policy built, and a note
+    for the user where ``"auto"`` decides against it.
+
+    :raises ValueError: ``True`` for a policy whose values are not its value head's output
+    """
+    if setting is False:
+        return False, None
+    if setting == "auto" and env_normalizes(env):
+        return False, "critic on the returns' own scale: the env stack normalizes (VecNormalize)"
+    if value_head(policy) is not None:
+        return True, None
+    reason = f"{type(policy).__name__}'s values are not the output of its value_net Linear layer"
+    if setting is True:
+        raise ValueError(f"Invalid normalize_values=True: {reason}; use 'auto' or False")
+    return False, f"critic on the returns' own scale: {reason}"
+
+
+@contextlib.contextmanager
+def fitting_scale(statistics: RunningMeanStd | None, policy: nn.Module, returns: np.ndarray) -> Iterator[ValueScale]:
+    """
+    Around one fit of the critic: with return statistics (PopArt), they take in ``returns`` and the value head holds
+    its normalized coordinates inside (:func:`normalized_head`); yields the scale of the targets, the identity
+    without statistics or without a plain value head. The values the policy outputs do not change.
+    """
+    head = value_head(policy) if statistics is not None else None
+    if statistics is None or head is None:
+        yield ValueScale()
+        return
+    update_return_statistics(statistics, returns)
+    scale = value_scale(statistics)
+    with normalized_head(head, scale):
+        yield scale
+
+
+def critic_parameters(policy: nn.Module, actor_params: list[nn.Parameter]) -> list[nn.Parameter]:
+    """The policy's trainable parameters that the actor does not use: those the critic's regression moves."""
+    actor_ids = {id(param) for param in actor_params}
+    return [param for param in policy.parameters() if param.requires_grad and id(param) not in actor_ids]
+
+
+def minibatches(n_samples: int, n_epochs: int, batch_size: int, device: th.device) -> Iterator[th.Tensor]:
+    """Indices of the critic's minibatches: ``n_epochs`` shuffled passes over ``n_samples`` (drawn lazily, one
+    ``torch.randperm`` per pass, when the pass starts)."""
+    for _ in range(n_epochs):
+        permutation = th.randperm(n_samples, device=device)
+        for start in range(0, n_samples, batch_size):
+            yield permutation[start : start + batch_size]
+
+
+def fit_values(
+    policy: ActorCriticPolicy,
+    obs: PyTorchObs,
+    targets: th.Tensor,
+    critic_params: list[nn.Parameter],
+    batches: Iterable[th.Tensor],
+) -> list[th.Tensor]:
+    """The critic's regression through the policy's own ``predict_values``, one optimizer step per minibatch."""
+    losses = (F.mse_loss(policy.predict_values(index_obs(obs, index)).flatten(), targets[index]) for index in batches)
+    return regress(policy.optimizer, critic_params, losses)

@@ -34,8 +34,9 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_trpo_plus.batches import index_obs
 from sb3_trpo_plus.fisher import CategoricalFisher, DistributionFisher, joint_kl
-from sb3_trpo_plus.trpo_plus import TRPOPlus, _index_obs, reporting_non_finite_observations
+from sb3_trpo_plus.trpo_plus import FamilyParts, TRPOPlus
 
 SelfMaskableTRPOPlus = TypeVar("SelfMaskableTRPOPlus", bound="MaskableTRPOPlus")
 
@@ -102,44 +103,15 @@ class MaskableTRPOPlus(TRPOPlus):
     }
     policy: MaskableActorCriticPolicy  # type: ignore[assignment]
     rollout_buffer: MaskableRolloutBuffer  # type: ignore[assignment]
+    #: ``learn``'s ``use_masking``, read by ``collect_rollouts`` (not saved)
+    _use_masking: bool = True
 
-    def _setup_model(self) -> None:
-        if not isinstance(self.action_space, MASKABLE_ACTION_SPACES):
-            allowed = ", ".join(space.__name__ for space in MASKABLE_ACTION_SPACES)
-            raise ValueError(
-                f"Invalid action space {self.action_space}: MaskableTRPOPlus supports {allowed} action spaces, "
-                f"not {type(self.action_space).__name__}"
-            )
-        if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, MaskableActorCriticPolicy)):
-            raise ValueError(
-                f"Invalid policy {self.policy_class!r}: MaskableTRPOPlus needs a policy of sb3-contrib's "
-                "MaskableActorCriticPolicy family ('MlpPolicy', 'CnnPolicy', 'MultiInputPolicy')"
-            )
-        self._setup_lr_schedule()
-        self.set_random_seed(self.seed)
-        if self.rollout_buffer_class is None:
-            dict_obs = isinstance(self.observation_space, spaces.Dict)
-            self.rollout_buffer_class = MaskableDictRolloutBuffer if dict_obs else MaskableRolloutBuffer
-        elif not issubclass(self.rollout_buffer_class, MaskableRolloutBuffer | MaskableDictRolloutBuffer):
-            raise ValueError(
-                f"Invalid rollout_buffer_class={self.rollout_buffer_class.__name__}: MaskableTRPOPlus stores action "
-                "masks, so it needs sb3-contrib's MaskableRolloutBuffer or MaskableDictRolloutBuffer (or a subclass)"
-            )
-        self.rollout_buffer = self.rollout_buffer_class(  # type: ignore[assignment]
-            self.n_steps,
-            self.observation_space,  # type: ignore[arg-type]
-            self.action_space,
-            device=self.device,
-            gamma=self.gamma,
-            gae_lambda=self.gae_lambda,
-            n_envs=self.n_envs,
-            **self.rollout_buffer_kwargs,
-        )
-        self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
-        )
-        self.policy = self.policy.to(self.device)
-        self._finish_policy_setup()
+    def _family_parts(self) -> FamilyParts:
+        """sb3-contrib's maskable policies and buffers (which store the masks); Discrete, MultiDiscrete and MultiBinary
+        actions; the policy takes no ``use_sde``."""
+        aliases = "'MlpPolicy', 'CnnPolicy', 'MultiInputPolicy'"
+        buffers = (MaskableRolloutBuffer, MaskableDictRolloutBuffer)
+        return FamilyParts(MaskableActorCriticPolicy, aliases, buffers, MASKABLE_ACTION_SPACES, policy_takes_sde=False)
 
     # ------------------------------------------------------------------ the family's hooks
     def _kl_divergence_loss(self, new: Distribution, old: Distribution) -> float:
@@ -162,7 +134,7 @@ class MaskableTRPOPlus(TRPOPlus):
 
     def _subsample(self, policy_input: MaskedInput, every: slice) -> MaskedInput:
         masks = policy_input.action_masks
-        return MaskedInput(_index_obs(policy_input.observations, every), None if masks is None else masks[every])
+        return MaskedInput(index_obs(policy_input.observations, every), None if masks is None else masks[every])
 
     def _action_fisher(self) -> DistributionFisher | None:
         """The categorical Fisher of the masked logits (MultiBinary is a 2-way categorical per bit in sb3-contrib)."""
@@ -177,26 +149,29 @@ class MaskableTRPOPlus(TRPOPlus):
         callback: BaseCallback,
         rollout_buffer: RolloutBuffer,
         n_rollout_steps: int,
-        use_masking: bool = True,
+        use_masking: bool | None = None,
     ) -> bool:
         """
         ``MaskablePPO``'s rollout collection (masks from ``get_action_masks(env)`` at every step, stored in the
-        buffer), after checking that the environment gives masks of the right shape.
+        buffer), after checking that the environment gives masks of the right shape. sb3-contrib's loop is reused as
+        it is (``MaskablePPO.collect_rollouts``): it only reads what this class shares with ``MaskablePPO``.
+
+        :param use_masking: whether to collect with masks (``None``: as ``learn``'s ``use_masking`` says)
         """
-        if use_masking:
+        masking = self._use_masking if use_masking is None else use_masking
+        if masking:
             if not is_masking_supported(env):
                 raise ValueError(NO_MASKS)
             check_action_masks(get_action_masks(env), self.action_space, env.num_envs)
-        self._start_rollout()
-        with reporting_non_finite_observations(self):
-            return MaskablePPO.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, use_masking)  # type: ignore[arg-type]
+        with self._rollout():
+            return MaskablePPO.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, masking)  # type: ignore[arg-type]
 
     def learn(  # type: ignore[override]
         self: SelfMaskableTRPOPlus,
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 1,
-        tb_log_name: str = "MaskableTRPOPlus",
+        tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         use_masking: bool = True,
         progress_bar: bool = False,
@@ -205,17 +180,15 @@ class MaskableTRPOPlus(TRPOPlus):
         Train as ``MaskablePPO.learn`` does: collect with masks (``use_masking=True``, the environment must have an
         ``action_masks()`` method) or without, then a TRPO update per rollout.
         """
-        with self._threads():
-            return MaskablePPO.learn(  # type: ignore[type-var, return-value]
-                self,  # type: ignore[arg-type]
-                total_timesteps,
-                callback=callback,
-                log_interval=log_interval,
-                tb_log_name=tb_log_name,
-                reset_num_timesteps=reset_num_timesteps,
-                use_masking=use_masking,
-                progress_bar=progress_bar,
-            )
+        self._use_masking = use_masking
+        return super().learn(
+            total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
 
     def predict(  # type: ignore[override]
         self,

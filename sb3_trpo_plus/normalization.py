@@ -26,6 +26,7 @@ from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtr
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 from torch import nn
 
+from sb3_trpo_plus.statistics import merge_finite
 from sb3_trpo_plus.validation import InvalidArgumentError
 
 #: the values ``normalize_observations`` and ``normalize_values`` accept
@@ -86,17 +87,13 @@ class ObservationNormalizer(nn.Module):
         Merge a batch of observations (any leading shape; flattened to ``(n, size)``) into the statistics, with
         ``RunningMeanStd``'s parallel formula. Rows holding a NaN or infinite value are left out.
         """
-        rows = np.asarray(observations, dtype=np.float64).reshape(-1, self.mean.numel())
-        rows = rows[np.isfinite(rows).all(axis=1)]
-        if rows.shape[0] == 0:
-            return
         stats = RunningMeanStd(shape=(self.mean.numel(),))
         stats.mean, stats.var, stats.count = (
             self.mean.double().cpu().numpy(),
             self.var.double().cpu().numpy(),
             float(self.count),
         )
-        stats.update(rows)
+        merge_finite(stats, observations)
         self.mean.copy_(th.as_tensor(stats.mean))
         self.var.copy_(th.as_tensor(stats.var))
         self.count.fill_(stats.count)
@@ -214,11 +211,30 @@ def normalizing_extractor(
     return None, reason
 
 
+def select_observation_normalization(
+    setting: Setting, env: VecEnv | None, observation_space: spaces.Space, policy_class: type, policy_kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """
+    ``normalize_observations``: the policy's keyword arguments with the features extractor that normalizes
+    observations (``policy_kwargs["features_extractor_class"]``, which a saved model keeps), and a note for the user
+    where ``"auto"`` leaves them as they are.
+
+    :return: the policy's keyword arguments (a new dict where changed) and the note (``None``: nothing to say)
+    """
+    if setting == "auto" and env_normalizes(env):
+        return policy_kwargs, "observations not normalized in the policy: the env stack normalizes them (VecNormalize)"
+    extractor, reason = normalizing_extractor(setting, observation_space, policy_class, policy_kwargs)
+    if extractor is None:
+        return policy_kwargs, f"observations not normalized in the policy: {reason}" if setting == "auto" else None
+    return {**policy_kwargs, "features_extractor_class": extractor}, None
+
+
 __all__ = [
     "NormalizedCombinedExtractor",
     "NormalizedFlattenExtractor",
     "ObservationNormalizer",
     "env_normalizes",
     "normalizing_extractor",
+    "select_observation_normalization",
     "update_observation_statistics",
 ]

@@ -28,12 +28,12 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import BaseModel, BasePolicy
-from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from sb3_trpo_plus.critic import ValueScale, regress
-from sb3_trpo_plus.trpo_plus import PolicyStepStats, TRPOPlus, reporting_non_finite_observations
+from sb3_trpo_plus.critic import ValueScale, critic_parameters, regress
+from sb3_trpo_plus.trpo_plus import FamilyParts, PlanChoice, PolicyStepStats, TRPOPlus
 
 SelfRecurrentTRPOPlus = TypeVar("SelfRecurrentTRPOPlus", bound="RecurrentTRPOPlus")
 
@@ -75,45 +75,18 @@ class RecurrentTRPOPlus(TRPOPlus):
     rollout_buffer: RecurrentRolloutBuffer  # type: ignore[assignment]
     _last_lstm_states: RNNStates | None = None
 
-    def _setup_model(self) -> None:
-        if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, RecurrentActorCriticPolicy)):
-            raise ValueError(
-                f"Invalid policy {self.policy_class!r}: RecurrentTRPOPlus needs a recurrent policy of sb3-contrib's "
-                "RecurrentActorCriticPolicy family ('MlpLstmPolicy', 'CnnLstmPolicy', 'MultiInputLstmPolicy'); "
-                "use TRPOPlus for a feed-forward policy"
-            )
-        self._setup_lr_schedule()
-        self.set_random_seed(self.seed)
-        self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
-        )
-        self.policy = self.policy.to(self.device)
+    def _family_parts(self) -> FamilyParts:
+        """sb3-contrib's recurrent policies and buffers (which store the LSTM states of every step)."""
+        aliases = "'MlpLstmPolicy', 'CnnLstmPolicy', 'MultiInputLstmPolicy'; use TRPOPlus for a feed-forward policy"
+        return FamilyParts(RecurrentActorCriticPolicy, aliases, (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer))
 
+    def _rollout_buffer_arguments(self) -> dict[str, Any]:
+        """The shape of the LSTM states the buffer stores at each step; the rollout starts from zero states."""
         lstm = self.policy.lstm_actor
         state_shape = (lstm.num_layers, self.n_envs, lstm.hidden_size)
         zeros = lambda: th.zeros(state_shape, device=self.device)  # noqa: E731
         self._last_lstm_states = RNNStates((zeros(), zeros()), (zeros(), zeros()))
-
-        if self.rollout_buffer_class is None:
-            dict_obs = isinstance(self.observation_space, spaces.Dict)
-            self.rollout_buffer_class = RecurrentDictRolloutBuffer if dict_obs else RecurrentRolloutBuffer
-        elif not issubclass(self.rollout_buffer_class, RecurrentRolloutBuffer | RecurrentDictRolloutBuffer):
-            raise ValueError(
-                f"Invalid rollout_buffer_class={self.rollout_buffer_class.__name__}: RecurrentTRPOPlus stores the LSTM "
-                "states, so it needs sb3-contrib's RecurrentRolloutBuffer or RecurrentDictRolloutBuffer (or a subclass)"
-            )
-        self.rollout_buffer = self.rollout_buffer_class(  # type: ignore[assignment]
-            self.n_steps,
-            self.observation_space,
-            self.action_space,
-            (self.n_steps, lstm.num_layers, self.n_envs, lstm.hidden_size),
-            self.device,
-            gamma=self.gamma,
-            gae_lambda=self.gae_lambda,
-            n_envs=self.n_envs,
-            **self.rollout_buffer_kwargs,
-        )
-        self._finish_policy_setup()
+        return {"hidden_state_shape": (self.n_steps, lstm.num_layers, self.n_envs, lstm.hidden_size)}
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_last_lstm_states"]
@@ -143,22 +116,29 @@ class RecurrentTRPOPlus(TRPOPlus):
         return policy_input._replace(rows=policy_input.rows[every])
 
     def _policy_step(  # type: ignore[override]
-        self, obs: SequenceInput, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor
+        self,
+        obs: SequenceInput,
+        actions: th.Tensor,
+        old_log_prob: th.Tensor,
+        advantages: th.Tensor,
+        plan: PlanChoice = "decide",
     ) -> tuple[list[nn.Parameter], PolicyStepStats]:
         # The Fisher-vector products differentiate the LSTM's backward pass, which cuDNN's LSTM cannot do.
         with th.backends.cudnn.flags(enabled=False):
-            return super()._policy_step(obs, actions, old_log_prob, advantages)  # type: ignore[arg-type]
+            return super()._policy_step(obs, actions, old_log_prob, advantages, plan)  # type: ignore[arg-type]
 
-    def _value_step(self, rollout: Any, actor_params: list[nn.Parameter], scale: ValueScale) -> float:
+    def _value_step(
+        self, rollout: Any, actor_params: list[nn.Parameter], scale: ValueScale, plan: PlanChoice = "decide"
+    ) -> float:
         """
         Regression of V on the returns through the critic's LSTM: ``n_critic_updates`` passes over the buffer's
         sequence minibatches (``RecurrentRolloutBuffer.get(batch_size)``), the padding masked out of the loss;
         the actor's parameters get no gradient.
 
+        :param plan: unused (the fast paths never serve a recurrent policy)
         :return: the mean minibatch loss (NaN when ``n_critic_updates == 0``)
         """
-        actor_ids = {id(param) for param in actor_params}
-        critic_params = [p for p in self.policy.parameters() if p.requires_grad and id(p) not in actor_ids]
+        critic_params = critic_parameters(self.policy, actor_params)
         if not critic_params or self.n_critic_updates == 0:
             return float("nan")
         policy = self.policy
@@ -180,28 +160,10 @@ class RecurrentTRPOPlus(TRPOPlus):
         rollout_buffer: RolloutBuffer,
         n_rollout_steps: int,
     ) -> bool:
-        """``RecurrentPPO``'s rollout collection: the LSTM states are carried from step to step and stored."""
-        self._start_rollout()
-        with reporting_non_finite_observations(self):
+        """``RecurrentPPO``'s rollout collection, reused as it is (``RecurrentPPO.collect_rollouts``: it only reads
+        what this class shares with ``RecurrentPPO``): the LSTM states are carried from step to step and stored."""
+        with self._rollout():
             return RecurrentPPO.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[arg-type]
-
-    def learn(
-        self: SelfRecurrentTRPOPlus,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "RecurrentTRPOPlus",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfRecurrentTRPOPlus:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
 
     def predict(
         self,

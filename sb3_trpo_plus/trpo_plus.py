@@ -11,16 +11,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution, kl_divergence
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -30,18 +29,11 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from sb3_trpo_plus import fast_paths
-from sb3_trpo_plus.critic import (
-    ValueScale,
-    normalized_head,
-    regress,
-    update_return_statistics,
-    value_head,
-    value_scale,
-)
+from sb3_trpo_plus import critic, fast_paths
+from sb3_trpo_plus.arguments import ARGUMENT_RANGES, SCHEDULE_ARGUMENTS, SUPPORTED_ACTION_SPACES, check_arguments
+from sb3_trpo_plus.batches import index_obs
 from sb3_trpo_plus.fisher import DistributionFisher, fisher_for, joint_kl
 from sb3_trpo_plus.natural_gradient import (
     MatVec,
@@ -51,100 +43,18 @@ from sb3_trpo_plus.natural_gradient import (
     hessian_fvp,
     max_step_size,
 )
-from sb3_trpo_plus.normalization import (
-    Setting,
-    check_setting,
-    env_normalizes,
-    normalizing_extractor,
-    update_observation_statistics,
-)
+from sb3_trpo_plus.normalization import Setting, select_observation_normalization, update_observation_statistics
 from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
-from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, InvalidArgumentError, NonFiniteObservationError, check_range
+from sb3_trpo_plus.threads import ThreadSetting, thread_cap, threads
+from sb3_trpo_plus.validation import NonFiniteObservationError, non_finite_rollout, reporting_non_finite_observations
 
 SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 
+#: a fast-path plan of one update (``None``: the generic paths), or ``"decide"`` it where it is needed
+PlanChoice = fast_paths.Plan | None | Literal["decide"]
+
 #: torch's intra-op thread count when this module was imported: a different count later was chosen by someone
 _THREADS_AT_IMPORT = th.get_num_threads()
-
-SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
-
-#: The allowed values of TRPOPlus's numeric arguments, as :func:`~sb3_trpo_plus.validation.check_range`'s
-#: keywords; :func:`check_arguments` applies them (the constructor, and the RL Zoo before it builds any env).
-ARGUMENT_RANGES: dict[str, dict[str, Any]] = {
-    "learning_rate": {"low": 0.0, "low_inclusive": False},
-    "n_steps": {"low": 1, "integer": True},
-    "batch_size": {"low": 1, "integer": True},
-    "gamma": {"low": 0.0, "high": 1.0},
-    "gae_lambda": {"low": 0.0, "high": 1.0},
-    "cg_max_steps": {"low": 1, "integer": True},
-    "cg_damping": {"low": 0.0},
-    "line_search_shrinking_factor": {"low": 0.0, "high": 1.0, "low_inclusive": False, "high_inclusive": False},
-    "line_search_max_iter": {"low": 1, "integer": True},
-    "n_critic_updates": {"low": 0, "integer": True},
-    "target_kl": {"low": 0.0, "low_inclusive": False},
-    "sub_sampling_factor": {"low": 1, "integer": True},
-    "fisher_sub_sampling": {"low": 1, "integer": True},
-    "cg_residual_tol": {"low": 0.0},
-    "line_search_accept_ratio": {"low": 0.0, "high": 1.0, "high_inclusive": False},
-    "ent_coef": {"low": 0.0},
-    "torch_threads": {"low": 1, "integer": True},
-}
-#: Arguments that may also be a schedule: a function of the remaining progress, whose values are not checked here
-SCHEDULE_ARGUMENTS = ("learning_rate", "target_kl")
-
-
-def check_arguments(arguments: Mapping[str, Any]) -> None:
-    """
-    Check the values of TRPOPlus's arguments that have limits (:data:`ARGUMENT_RANGES`, and ``fast_paths``).
-
-    :param arguments: argument name -> value; names without a check, or missing, are skipped, so one
-        hyperparameter can be checked alone
-    :raises InvalidArgumentError: (a ``ValueError``) naming the first argument out of its limits, its value and
-        what is allowed
-    """
-    for name, limits in ARGUMENT_RANGES.items():
-        if name not in arguments:
-            continue
-        value = arguments[name]
-        if name in SCHEDULE_ARGUMENTS and callable(value):
-            continue
-        if name in ("torch_threads", "target_kl") and (value is None or value == "auto"):
-            continue  # torch_threads: None or "auto"; target_kl: "auto" (it is never None)
-        if name == "target_kl" and isinstance(value, str):
-            raise InvalidArgumentError(name, value, "'auto', a number > 0 or a schedule")
-        check_range(name, value, **limits)
-    if "fast_paths" in arguments and not isinstance(arguments["fast_paths"], bool):
-        raise InvalidArgumentError("fast_paths", arguments["fast_paths"], "True or False")
-    for name in ("normalize_observations", "normalize_values"):
-        if name in arguments:
-            check_setting(name, arguments[name])
-
-
-def _all_finite(array: np.ndarray | dict[str, np.ndarray]) -> bool:
-    values = array.values() if isinstance(array, dict) else [array]
-    return all(np.isfinite(value).all() for value in values)
-
-
-@contextlib.contextmanager
-def reporting_non_finite_observations(model: OnPolicyAlgorithm) -> Iterator[None]:
-    """
-    Around a rollout collection: a ``ValueError`` raised while the last observation holds NaN or infinite values
-    (the policy could not act on it) is reported as :class:`NonFiniteObservationError`. Used by every TRPOPlus
-    algorithm's ``collect_rollouts``.
-    """
-    try:
-        yield
-    except ValueError as error:
-        if not isinstance(error, NonFiniteObservationError) and not _all_finite(model._last_obs):  # type: ignore[arg-type]
-            raise NonFiniteObservationError(NON_FINITE_OBSERVATION) from error
-        raise
-
-
-def _index_obs(obs: PyTorchObs, index: th.Tensor | slice) -> PyTorchObs:
-    """Rows ``index`` of a batch of observations (a tensor or a dict of tensors)."""
-    if isinstance(obs, dict):
-        return {key: value[index] for key, value in obs.items()}
-    return obs[index]
 
 
 @dataclass
@@ -166,6 +76,26 @@ class PolicyStepStats:
     step_fraction: float
     expected_improvement: float
     actual_improvement: float
+
+
+@dataclass(frozen=True)
+class FamilyParts:
+    """
+    What a family of TRPOPlus algorithms builds on (:meth:`TRPOPlus._family_parts`, the one hook a family overrides
+    for its set-up): the policies it accepts, the rollout buffers it fills, the action spaces it supports.
+    """
+
+    #: every policy of the family is a subclass of this class
+    policy_base: type[BasePolicy]
+    #: the family's policy aliases, named in the error for another policy
+    policy_hint: str
+    #: the rollout buffer class for Box (and other non-Dict) observations and for Dict observations; a buffer class
+    #: the user chooses must subclass one of them
+    buffers: tuple[type[RolloutBuffer], type[RolloutBuffer]]
+    #: the action spaces the family supports
+    action_spaces: tuple[type[spaces.Space], ...] = SUPPORTED_ACTION_SPACES
+    #: whether the policy's constructor takes ``use_sde``
+    policy_takes_sde: bool = True
 
 
 class TRPOPlus(OnPolicyAlgorithm):
@@ -286,7 +216,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         normalize_observations: Setting = "auto",
         normalize_values: Setting = "auto",
         fast_paths: bool = True,
-        torch_threads: int | Literal["auto"] | None = "auto",
+        torch_threads: ThreadSetting = "auto",
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -322,12 +252,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         )
 
         if self.env is not None:
-            if not isinstance(self.action_space, SUPPORTED_ACTION_SPACES):
-                allowed = ", ".join(space.__name__ for space in SUPPORTED_ACTION_SPACES)
-                raise ValueError(
-                    f"Invalid action space {self.action_space}: TRPOPlus supports {allowed} action spaces, "
-                    f"not {type(self.action_space).__name__}"
-                )
+            self._check_action_space()
             buffer_size = self.env.num_envs * self.n_steps
             if normalize_advantage and buffer_size <= 1:
                 raise ValueError(
@@ -370,78 +295,91 @@ class TRPOPlus(OnPolicyAlgorithm):
         #: the rollout buffer holds observations of a completed update that the statistics have not taken in yet
         self._statistics_pending = False
         if self.env is not None:  # a new model (load() brings the saved policy_kwargs instead)
-            self._select_observation_normalization()
+            self.policy_kwargs, note = select_observation_normalization(
+                normalize_observations, self.env, self.observation_space, self.policy_class, self.policy_kwargs
+            )
+            self._say(note)
 
         if _init_setup_model:
             self._setup_model()
 
-    def _setup_model(self) -> None:
-        super()._setup_model()
-        self._finish_policy_setup()
+    # ------------------------------------------------------------------ set-up
+    def _family_parts(self) -> FamilyParts:
+        """The family's parts (the hook the masked and recurrent families override): SB3's policies and buffers."""
+        aliases = "'MlpPolicy', 'CnnPolicy', 'MultiInputPolicy'"
+        return FamilyParts(ActorCriticPolicy, aliases, (RolloutBuffer, DictRolloutBuffer))
 
-    def _finish_policy_setup(self) -> None:
+    def _rollout_buffer_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of the family's rollout buffer beyond SB3's (the recurrent family's LSTM state shape)."""
+        return {}
+
+    def _check_action_space(self) -> None:
+        """``ValueError`` naming the action space unless the family supports it."""
+        allowed_spaces = self._family_parts().action_spaces
+        if not isinstance(self.action_space, allowed_spaces):
+            allowed = ", ".join(space.__name__ for space in allowed_spaces)
+            raise ValueError(
+                f"Invalid action space {self.action_space}: {type(self).__name__} supports {allowed} action spaces, "
+                f"not {type(self.action_space).__name__}"
+            )
+
+    def _setup_model(self) -> None:
         """
-        What every TRPOPlus algorithm does once its policy is built: the critic's return scale (decided once, kept
-        from a saved model) and, with ``fast_paths``, the policy's default Adam as torch's fused implementation.
+        SB3's set-up (learning-rate schedule, seeds, policy, rollout buffer) with the family's parts, checked first;
+        then the critic's return scale (decided once, kept from a saved model) and, with ``fast_paths``, the policy's
+        default Adam as torch's fused implementation.
         """
+        parts = self._family_parts()
+        self._check_action_space()
+        name = type(self).__name__
+        if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, parts.policy_base)):
+            raise ValueError(
+                f"Invalid policy {self.policy_class!r}: {name} needs a policy of the {parts.policy_base.__name__} family "
+                f"({parts.policy_hint})"
+            )
+        box_buffer, dict_buffer = parts.buffers
+        if self.rollout_buffer_class is None:
+            self.rollout_buffer_class = dict_buffer if isinstance(self.observation_space, spaces.Dict) else box_buffer
+        elif not issubclass(self.rollout_buffer_class, parts.buffers):
+            raise ValueError(
+                f"Invalid rollout_buffer_class={self.rollout_buffer_class.__name__}: {name} needs "
+                f"{box_buffer.__name__} or {dict_buffer.__name__} (or a subclass)"
+            )
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        sde = {"use_sde": self.use_sde} if parts.policy_takes_sde else {}
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space, self.action_space, self.lr_schedule, **sde, **self.policy_kwargs
+        )
+        self.policy = self.policy.to(self.device)
+        self.rollout_buffer = self.rollout_buffer_class(
+            self.n_steps,
+            self.observation_space,  # type: ignore[arg-type]
+            self.action_space,
+            device=self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+            **self._rollout_buffer_arguments(),
+            **self.rollout_buffer_kwargs,
+        )
+        self._maybe_recommend_cpu()
         if self._values_normalized is None:
-            self._values_normalized = self._select_value_normalization()
+            self._values_normalized, note = critic.select_value_normalization(self.normalize_values, self.env, self.policy)
+            self._say(note)
         if self._values_normalized and self.value_normalizer is None:
             self.value_normalizer = RunningMeanStd(shape=())
         if self.fast_paths:
             fast_paths.use_fused_adam(self.policy, self.policy_kwargs.get("optimizer_kwargs") or {})
 
-    def _say(self, message: str) -> None:
-        """Print ``message`` once (at ``verbose >= 1``)."""
-        if self.verbose >= 1 and message not in self._said:
+    def _say(self, message: str | None) -> None:
+        """Print ``message`` once (at ``verbose >= 1``; ``None``: nothing)."""
+        if message is not None and self.verbose >= 1 and message not in self._said:
             self._said.add(message)
             print(f"TRPOPlus: {message}")
 
-    def _select_observation_normalization(self) -> None:
-        """
-        Choose the features extractor that normalizes observations (``normalize_observations``) through
-        ``policy_kwargs["features_extractor_class"]``, which the saved model keeps.
-        """
-        setting = self.normalize_observations
-        if setting == "auto" and env_normalizes(self.env):
-            self._say("observations not normalized in the policy: the env stack normalizes them (VecNormalize)")
-            return
-        extractor, reason = normalizing_extractor(setting, self.observation_space, self.policy_class, self.policy_kwargs)
-        if extractor is None:
-            if setting == "auto":
-                self._say(f"observations not normalized in the policy: {reason}")
-            return
-        self.policy_kwargs = {**self.policy_kwargs, "features_extractor_class": extractor}
-
-    def _select_value_normalization(self) -> bool:
-        """Whether the critic is fitted on a normalized return scale (``normalize_values``), for the policy built."""
-        setting = self.normalize_values
-        if setting is False:
-            return False
-        if setting == "auto" and env_normalizes(self.env):
-            self._say("critic on the returns' own scale: the env stack normalizes (VecNormalize)")
-            return False
-        if value_head(self.policy) is not None:
-            return True
-        reason = f"{type(self.policy).__name__}'s values are not the output of its value_net Linear layer"
-        if setting is True:
-            raise ValueError(f"Invalid normalize_values=True: {reason}; use 'auto' or False")
-        self._say(f"critic on the returns' own scale: {reason}")
-        return False
-
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_said", "_statistics_pending"]
-
-    def _start_rollout(self) -> None:
-        """
-        Called by every ``collect_rollouts`` before the first step: the observation statistics take in the rollout
-        of the last completed update (still in the buffer), so they change only between updates and the policy
-        that collects a rollout is the one its update starts from (stored log-probabilities stay exact). An update
-        skipped for non-finite data leaves them untouched.
-        """
-        if self._statistics_pending:
-            update_observation_statistics(self.policy, self.rollout_buffer.observations)
-            self._statistics_pending = False
 
     # ------------------------------------------------------------------ helpers
     def _current_target_kl(self) -> float:
@@ -487,35 +425,31 @@ class TRPOPlus(OnPolicyAlgorithm):
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions.long().flatten()
         every = slice(None, None, self.sub_sampling_factor)
-        return _index_obs(rollout.observations, every), actions[every], rollout.old_log_prob[every], rollout.advantages[every]
+        return index_obs(rollout.observations, every), actions[every], rollout.old_log_prob[every], rollout.advantages[every]
 
     def _subsample(self, policy_input: Any, every: slice) -> Any:
         """The policy's input for every k-th sample of a batch (``every = slice(None, None, k)``)."""
-        return _index_obs(policy_input, every)
+        return index_obs(policy_input, every)
 
     def _action_fisher(self) -> DistributionFisher | None:
         """The analytic Fisher of the policy's action distribution, or ``None`` (exact KL Hessian instead)."""
         return fisher_for(self.policy.action_dist)
 
-    def _value_step(self, rollout: Any, actor_params: list[nn.Parameter], scale: ValueScale) -> float:
+    def _value_step(
+        self, rollout: Any, actor_params: list[nn.Parameter], scale: critic.ValueScale, plan: PlanChoice = "decide"
+    ) -> float:
         """The critic's regression on the whole rollout's returns, as targets of ``scale`` (see :meth:`_critic_step`)."""
-        return self._critic_step(rollout.observations, scale.targets(rollout.returns), actor_params)
+        return self._critic_step(rollout.observations, scale.targets(rollout.returns), actor_params, plan)
 
-    def _fit_critic(self, rollout: Any, actor_params: list[nn.Parameter]) -> float:
+    def _fit_critic(self, rollout: Any, actor_params: list[nn.Parameter], plan: PlanChoice = "decide") -> float:
         """
-        The critic's regression (:meth:`_value_step`), on the normalized return scale when values are normalized:
-        the returns' statistics take in this rollout's returns, then the value head is fitted in normalized
-        coordinates (:mod:`sb3_trpo_plus.critic`). The values the policy outputs do not change with the statistics.
+        The critic's regression (:meth:`_value_step`), on the normalized return scale when values are normalized
+        (:func:`sb3_trpo_plus.critic.fitting_scale`: the return statistics take in this rollout's returns first).
 
         :return: the mean minibatch loss on the returns' own scale (as ``train/value_loss`` always reports it)
         """
-        head = value_head(self.policy) if self.value_normalizer is not None else None
-        if self.value_normalizer is None or head is None:
-            return self._value_step(rollout, actor_params, ValueScale())
-        update_return_statistics(self.value_normalizer, self.rollout_buffer.returns)
-        scale = value_scale(self.value_normalizer)
-        with normalized_head(head, scale):
-            loss = self._value_step(rollout, actor_params, scale)
+        with critic.fitting_scale(self.value_normalizer, self.policy, self.rollout_buffer.returns) as scale:
+            loss = self._value_step(rollout, actor_params, scale, plan)
         return loss * scale.std**2
 
     def _kl_divergence_loss(self, new: Distribution, old: Distribution) -> float:
@@ -523,67 +457,42 @@ class TRPOPlus(OnPolicyAlgorithm):
         over states and, for Box and MultiBinary actions, over action dimensions."""
         return kl_divergence(new, old).mean().item()
 
-    def _non_finite_rollout(self) -> list[str]:
-        """Names of the rollout quantities that hold NaN or infinite values (empty when all are finite)."""
-        buffer = self.rollout_buffer
-        observations = buffer.observations
-        arrays = {
-            "reward": buffer.rewards,
-            "observation": observations,
-            "value estimate": buffer.values,
-            "return": buffer.returns,
-            "advantage": buffer.advantages,
-        }
-        return [name for name, array in arrays.items() if not _all_finite(array)]
-
-    # ------------------------------------------------------------------ fast paths and threads
+    # ------------------------------------------------------------------ fast paths, threads, collection
     def _fast_paths_plan(self) -> fast_paths.Plan | None:
         """
         The fast paths' plan for the policy (:func:`sb3_trpo_plus.fast_paths.decide`), or ``None`` where they do not
-        serve it (``fast_paths=False``, or a policy they cannot prove). Decided once per rollout and once per path of
-        an update, so a policy changed or wrapped between calls is seen; at ``verbose >= 1`` each reason for not
-        using them is printed once.
+        serve it (``fast_paths=False``, or a policy they cannot prove). Decided once per rollout and once per update,
+        so a policy changed or wrapped between them is seen; at ``verbose >= 1`` each reason is printed once.
         """
         if not self.fast_paths:
             return None
         plan, support = fast_paths.decide(self.policy)
         if not support.ok:
-            self._say(f"generic (autograd) paths, not the MLP fast paths: {support.reason}")
+            self._say(f"the MLP fast paths do not apply, so the generic (autograd) paths run: {support.reason}")
         return plan
 
-    def _thread_cap(self) -> int | None:
-        """
-        The number of torch intra-op threads to use while learning, or ``None`` to leave torch's setting alone.
-
-        ``torch_threads="auto"`` gives 1 when every module of the policy that has parameters is an ``nn.Linear``
-        (an MLP policy: its per-step batch of ``n_envs`` rows and its small matrices gain nothing from threads,
-        and lose a lot to them on a busy machine), unless the thread count was chosen already: the
-        ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` environment variable is set, or torch's count differs from what
-        it was when ``sb3_trpo_plus`` was imported (``torch.set_num_threads``, the Zoo's ``--num-threads``).
-        """
-        if self.torch_threads is None:
+    def _served(self, result: Any) -> Any:
+        """A fast path's result, or ``None`` where it declined (:class:`~sb3_trpo_plus.fast_paths.Declined`; its
+        reason is printed once at ``verbose >= 1``)."""
+        if isinstance(result, fast_paths.Declined):
+            self._say(f"the {result.path} takes the generic path: {result.reason}")
             return None
-        if self.torch_threads != "auto":
-            return int(self.torch_threads)
-        chosen = any(os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
-        if chosen or th.get_num_threads() != _THREADS_AT_IMPORT:
-            return None
-        leaves = [module for module in self.policy.modules() if next(module.parameters(recurse=False), None) is not None]
-        mlp = all(type(module) is nn.Linear for module in leaves if module is not self.policy)
-        return 1 if mlp else None
+        return result
 
     @contextlib.contextmanager
-    def _threads(self) -> Iterator[None]:
-        """Torch's intra-op thread count set to :meth:`_thread_cap` inside, and restored afterwards."""
-        cap, previous = self._thread_cap(), th.get_num_threads()
-        if cap is None or cap == previous:
+    def _rollout(self) -> Iterator[None]:
+        """
+        Around every family's rollout collection: first the observation statistics take in the rollout of the last
+        completed update (still in the buffer), so they change only between updates and the policy that collects a
+        rollout is the one its update starts from (stored log-probabilities stay exact; an update skipped for
+        non-finite data leaves them untouched); then a non-finite observation that makes the policy fail is reported
+        as such (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
+        """
+        if self._statistics_pending:
+            update_observation_statistics(self.policy, self.rollout_buffer.observations)
+            self._statistics_pending = False
+        with reporting_non_finite_observations(self):
             yield
-            return
-        th.set_num_threads(cap)
-        try:
-            yield
-        finally:
-            th.set_num_threads(previous)
 
     def collect_rollouts(
         self,
@@ -595,13 +504,11 @@ class TRPOPlus(OnPolicyAlgorithm):
         """
         SB3's rollout collection. Where the fast paths apply, the policy's forward pass is computed in closed form
         (:func:`sb3_trpo_plus.fast_paths.collect_rollouts`); otherwise this is SB3's own loop, calling the policy
-        as it is. A non-finite observation that makes the policy fail is reported as such
-        (:class:`NonFiniteObservationError`, a ``ValueError``), with the parameters untouched.
+        as it is.
         """
-        self._start_rollout()
-        plan = self._fast_paths_plan()
-        forward = fast_paths.rollout_forward(plan, env.num_envs) if plan is not None else None
-        with reporting_non_finite_observations(self):
+        with self._rollout():
+            plan = self._fast_paths_plan()
+            forward = self._served(fast_paths.rollout_forward(plan, env.num_envs)) if plan is not None else None
             if forward is not None:
                 return fast_paths.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, forward)
             return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
@@ -632,12 +539,16 @@ class TRPOPlus(OnPolicyAlgorithm):
         actions: th.Tensor,
         old_log_prob: th.Tensor,
         advantages: th.Tensor,
+        plan: PlanChoice = "decide",
     ) -> tuple[list[nn.Parameter], PolicyStepStats]:
         """
         One natural-gradient step of the actor on a batch, inside the trust region.
 
+        :param plan: the fast paths' plan of this update (``"decide"``: decided here)
         :return: the actor's parameters (those the action distribution depends on) and the step's statistics
         """
+        if plan == "decide":
+            plan = self._fast_paths_plan()
         target_kl = self._current_target_kl()
         if self.normalize_advantage:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -667,12 +578,11 @@ class TRPOPlus(OnPolicyAlgorithm):
         every = slice(None, None, self.fisher_sub_sampling)
         fisher_obs = obs if self.fisher_sub_sampling == 1 else self._subsample(obs, every)
         closed_form = None
-        plan = self._fast_paths_plan()
         if plan is not None:
             with th.no_grad():
                 fisher_distribution = distribution if fisher_obs is obs else self._distribution(fisher_obs)
-            closed_form = fast_paths.fisher_vector_product(
-                plan, fisher_obs, actor_params, self.cg_damping, fisher_distribution
+            closed_form = self._served(
+                fast_paths.fisher_vector_product(plan, fisher_obs, actor_params, self.cg_damping, fisher_distribution)
             )
         if closed_form is not None:
             actor_params, fvp = closed_form
@@ -737,36 +647,32 @@ class TRPOPlus(OnPolicyAlgorithm):
         )
         return actor_params, stats
 
-    def _critic_step(self, obs: PyTorchObs, returns: th.Tensor, actor_params: list[nn.Parameter]) -> float:
+    def _critic_step(
+        self, obs: PyTorchObs, returns: th.Tensor, actor_params: list[nn.Parameter], plan: PlanChoice = "decide"
+    ) -> float:
         """
         Regression of V(s) on the returns: ``n_critic_updates`` epochs of minibatches of ``batch_size``,
         with the policy's optimizer; the actor's parameters get no gradient and do not move.
 
         :param returns: the regression targets
+        :param plan: the fast paths' plan of this update (``"decide"``: decided here)
         :return: the mean minibatch loss (NaN when ``n_critic_updates == 0``)
         """
-        actor_ids = {id(param) for param in actor_params}
-        critic_params = [p for p in self.policy.parameters() if p.requires_grad and id(p) not in actor_ids]
+        critic_params = critic.critic_parameters(self.policy, actor_params)
         if not critic_params or self.n_critic_updates == 0:
             return float("nan")
-        losses = None
-        plan = self._fast_paths_plan()
-        if plan is not None:
-            losses = fast_paths.fit_critic(plan, obs, returns, critic_params, self._critic_minibatches(returns))
-        if losses is None:
-            minibatches = self._critic_minibatches(returns)
-            values_of = self.policy.predict_values
-            batch_losses = (F.mse_loss(values_of(_index_obs(obs, index)).flatten(), returns[index]) for index in minibatches)
-            losses = regress(self.policy.optimizer, critic_params, batch_losses)
-        return th.stack(losses).mean().item()
+        if plan == "decide":
+            plan = self._fast_paths_plan()
 
-    def _critic_minibatches(self, returns: th.Tensor) -> Iterator[th.Tensor]:
-        """Indices of the critic's minibatches: ``n_critic_updates`` shuffled passes over the rollout."""
-        n_samples = returns.shape[0]
-        for _ in range(self.n_critic_updates):
-            permutation = th.randperm(n_samples, device=returns.device)
-            for start in range(0, n_samples, self.batch_size):
-                yield permutation[start : start + self.batch_size]
+        def minibatches() -> Iterator[th.Tensor]:
+            return critic.minibatches(returns.shape[0], self.n_critic_updates, self.batch_size, returns.device)
+
+        losses = None
+        if plan is not None:
+            losses = self._served(fast_paths.fit_critic(plan, obs, returns, critic_params, minibatches()))
+        if losses is None:
+            losses = critic.fit_values(self.policy, obs, returns, critic_params, minibatches())
+        return th.stack(losses).mean().item()
 
     def train(self) -> None:
         """
@@ -776,7 +682,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
 
-        non_finite = self._non_finite_rollout()
+        non_finite = non_finite_rollout(self.rollout_buffer)
         if non_finite:
             self.n_skipped_updates += 1
             warnings.warn(
@@ -789,8 +695,9 @@ class TRPOPlus(OnPolicyAlgorithm):
             return
 
         rollout = next(self.rollout_buffer.get(batch_size=None))
-        actor_params, stats = self._policy_step(*self._policy_batch(rollout))
-        value_loss = self._fit_critic(rollout, actor_params)
+        plan = self._fast_paths_plan()  # once per update, read by the policy step and the critic's fit
+        actor_params, stats = self._policy_step(*self._policy_batch(rollout), plan=plan)
+        value_loss = self._fit_critic(rollout, actor_params, plan)
         self._statistics_pending = True  # this rollout's observations, merged when the next rollout starts
         self._n_updates += 1
 
@@ -818,16 +725,32 @@ class TRPOPlus(OnPolicyAlgorithm):
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 1,
-        tb_log_name: str = "TRPOPlus",
+        tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfTRPOPlus:
-        with self._threads():
+        """
+        SB3's ``learn``, with torch's thread count set as ``torch_threads`` says while it runs (and restored after).
+
+        :param tb_log_name: the tensorboard run's name (default: the algorithm class's name, e.g. ``"TRPOPlus"``)
+        """
+        with threads(thread_cap(self.torch_threads, self.policy)):
             return super().learn(
                 total_timesteps=total_timesteps,
                 callback=callback,
                 log_interval=log_interval,
-                tb_log_name=tb_log_name,
+                tb_log_name=tb_log_name or type(self).__name__,
                 reset_num_timesteps=reset_num_timesteps,
                 progress_bar=progress_bar,
             )
+
+
+__all__ = [
+    "ARGUMENT_RANGES",
+    "SCHEDULE_ARGUMENTS",
+    "FamilyParts",
+    "NonFiniteObservationError",
+    "PolicyStepStats",
+    "TRPOPlus",
+    "check_arguments",
+]

@@ -1,9 +1,15 @@
-"""Argument checks that fail early with an error naming the argument, its value and what is allowed."""
+"""Checks that fail early with an error naming the argument, its value and what is allowed; and the checks for NaN and
+infinite values in what the environment returns."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from numbers import Real
+from typing import Any
+
+import numpy as np
 
 
 class InvalidArgumentError(ValueError):
@@ -69,3 +75,36 @@ NON_FINITE_OBSERVATION = (
     "training stopped with the parameters of the last update (the model can still be saved). "
     "SB3's VecCheckNan wrapper finds the step that produced it."
 )
+
+
+def all_finite(array: np.ndarray | dict[str, np.ndarray]) -> bool:
+    """Whether an array (or every array of a dict of them) holds only finite values."""
+    values = array.values() if isinstance(array, dict) else [array]
+    return all(np.isfinite(value).all() for value in values)
+
+
+@contextlib.contextmanager
+def reporting_non_finite_observations(model: Any) -> Iterator[None]:
+    """
+    Around a rollout collection: a ``ValueError`` raised while the last observation holds NaN or infinite values
+    (the policy could not act on it) is reported as :class:`NonFiniteObservationError`. Used by every TRPOPlus
+    algorithm's ``collect_rollouts``.
+    """
+    try:
+        yield
+    except ValueError as error:
+        if not isinstance(error, NonFiniteObservationError) and not all_finite(model._last_obs):
+            raise NonFiniteObservationError(NON_FINITE_OBSERVATION) from error
+        raise
+
+
+def non_finite_rollout(buffer: Any) -> list[str]:
+    """Names of the rollout buffer's quantities that hold NaN or infinite values (empty when all are finite)."""
+    arrays = {
+        "reward": buffer.rewards,
+        "observation": buffer.observations,
+        "value estimate": buffer.values,
+        "return": buffer.returns,
+        "advantage": buffer.advantages,
+    }
+    return [name for name, array in arrays.items() if not all_finite(array)]

@@ -20,11 +20,13 @@ from stable_baselines3.common.torch_layers import MlpExtractor
 from torch import nn
 from torch.nn.utils import parameters_to_vector
 
-import sb3_trpo_plus.trpo_plus as trpo_module
+import sb3_trpo_plus.threads as threads_module
 from sb3_trpo_plus import TRPOPlus, fast_paths
-from sb3_trpo_plus.fast_paths import ChainMseGradient, LinearChain, chain_fisher_vector_product
+from sb3_trpo_plus.fast_paths import rollout as fast_rollout
+from sb3_trpo_plus.fast_paths.chains import ChainMseGradient, LinearChain, chain_fisher_vector_product
 from sb3_trpo_plus.fisher import joint_kl
 from sb3_trpo_plus.normalization import NormalizedFlattenExtractor
+from sb3_trpo_plus.threads import thread_cap
 from sb3_trpo_plus.validation import NonFiniteObservationError
 from tests.helpers import SharedLinearExtractor, batch, collect, perturb_observation_statistics
 
@@ -181,7 +183,7 @@ def test_normalized_features_inline_only_for_the_exact_shared_extractor() -> Non
     def feature_map(**kwargs: object) -> object:
         plan = fast_paths.plan(TRPOPlus("MlpPolicy", "Pendulum-v1", **kwargs).policy)
         assert plan is not None
-        return fast_paths._feature_map(plan)
+        return fast_rollout._feature_map(plan)
 
     assert feature_map() is not None and feature_map(normalize_observations=False) is not None
     assert feature_map(policy_kwargs={"share_features_extractor": False}) is None
@@ -190,8 +192,9 @@ def test_normalized_features_inline_only_for_the_exact_shared_extractor() -> Non
     perturb_observation_statistics(model)
     forward = fast_paths.rollout_forward(planned(model))  # the extractors are called: still SB3's values
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(64)]))
+    assert not isinstance(forward, fast_paths.Declined)
     with th.no_grad():
-        assert forward is not None and th.allclose(forward(obs)[1], model.policy.predict_values(obs), atol=1e-6)
+        assert th.allclose(forward(obs)[1], model.policy.predict_values(obs), atol=1e-6)
 
 
 def planned(model: TRPOPlus) -> fast_paths.Plan:
@@ -214,18 +217,18 @@ def test_gsde_keeps_the_critic_fast_path_only() -> None:
     does not involve the action distribution) still qualifies."""
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, use_sde=True, seed=0)
     assert fast_paths.supports(model.policy).ok
-    assert fast_paths.rollout_forward(planned(model)) is None
+    assert isinstance(fast_paths.rollout_forward(planned(model)), fast_paths.Declined)
     collect(model)
     obs, actions, _, _ = batch(model)
     distribution = model._distribution(obs)
     all_params = list(model.policy.parameters())
     grads = th.autograd.grad(distribution.log_prob(actions).sum(), all_params, allow_unused=True)
     actor = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
-    assert fast_paths.fisher_vector_product(planned(model), obs, actor, 0.1, distribution) is None
+    assert isinstance(fast_paths.fisher_vector_product(planned(model), obs, actor, 0.1, distribution), fast_paths.Declined)
     critic = [p for p in all_params if not any(p is q for q in actor)]
     returns = th.as_tensor(model.rollout_buffer.returns.flatten(), device=model.device)
     minibatches = iter([th.arange(32, device=model.device)])
-    assert fast_paths.fit_critic(planned(model), obs, returns, critic, minibatches) is not None
+    assert not isinstance(fast_paths.fit_critic(planned(model), obs, returns, critic, minibatches), fast_paths.Declined)
 
 
 def test_guard_declines_global_module_hooks() -> None:
@@ -335,14 +338,14 @@ def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(
 def test_rollout_forward_matches_sb3_policy(env_id: str) -> None:
     model = TRPOPlus("MlpPolicy", env_id, n_steps=64, seed=0)
     perturb_observation_statistics(model)
-    assert fast_paths._feature_map(planned(model)) is not None  # the normalization is computed inline
+    assert fast_rollout._feature_map(planned(model)) is not None  # the normalization is computed inline
     perturb = th.Generator().manual_seed(0)
     with th.no_grad():
         for param in model.policy.parameters():
             param.add_(0.1 * th.randn(param.shape, generator=perturb).to(param.device))
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(4000)]), device=model.device)
     forward = fast_paths.rollout_forward(planned(model))
-    assert forward is not None
+    assert not isinstance(forward, fast_paths.Declined)
     actions, values, log_prob = forward(obs)
     with th.no_grad():
         distribution = model.policy.get_distribution(obs)
@@ -365,7 +368,7 @@ def test_rollout_forward_draws_sb3s_gaussian_actions() -> None:
     perturb_observation_statistics(model)
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(256)]), device=model.device)
     forward = fast_paths.rollout_forward(planned(model))
-    assert forward is not None
+    assert not isinstance(forward, fast_paths.Declined)
     th.manual_seed(1)
     fast, _, fast_log_prob = forward(obs)
     th.manual_seed(1)
@@ -392,10 +395,10 @@ def test_numpy_rollout_forward_is_sb3s_forward(env_id: str, kwargs: dict) -> Non
     model = TRPOPlus("MlpPolicy", env_id, n_steps=64, seed=0, **kwargs)
     perturb_observation_statistics(model, required=False)
     forward = fast_paths.rollout_forward(planned(model))
-    assert forward is not None and getattr(forward, "takes_numpy", False)
-    layers = [fast_paths._numpy_layers(chain) for chain in (planned(model).actor, planned(model).critic)]
+    assert not isinstance(forward, fast_paths.Declined) and getattr(forward, "takes_numpy", False)
+    layers = [fast_rollout._numpy_layers(chain) for chain in (planned(model).actor, planned(model).critic)]
     same_depth = "vf" not in str(kwargs)  # actor and critic as one block chain unless their depths differ
-    assert (fast_paths._merged_layers(*layers) is not None) == same_depth
+    assert (fast_rollout._merged_layers(*layers) is not None) == same_depth
     raw = np.stack([model.observation_space.sample() for _ in range(512)])
     obs = th.as_tensor(raw, device=model.device)
     th.manual_seed(1)
@@ -420,10 +423,10 @@ def test_numpy_rollout_forward_declines_images_dicts_and_many_envs() -> None:
     image = TRPOPlus("CnnPolicy", FakeImageEnv(screen_height=36, screen_width=36), n_steps=64)
     multi = TRPOPlus("MultiInputPolicy", SimpleMultiObsEnv(), n_steps=64)
     for model in (image, multi):
-        assert fast_paths._numpy_feature_map(planned(model)) is None
+        assert fast_rollout._numpy_feature_map(planned(model)) is None
     many = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64)  # many envs: torch's products are the faster ones
     forward = fast_paths.rollout_forward(planned(many), n_envs=fast_paths.NUMPY_MAX_ENVS + 1)
-    assert forward is not None and not getattr(forward, "takes_numpy", False)
+    assert not isinstance(forward, fast_paths.Declined) and not getattr(forward, "takes_numpy", False)
     assert getattr(fast_paths.rollout_forward(planned(many), n_envs=fast_paths.NUMPY_MAX_ENVS), "takes_numpy", False)
 
 
@@ -462,7 +465,8 @@ def test_fisher_vector_product_declines_an_extractor_with_parameters() -> None:
     obs = batch(model)[0]
     critic = {id(p) for p in [*model.policy.value_net.parameters(), *model.policy.mlp_extractor.value_net.parameters()]}
     actor = [p for p in model.policy.parameters() if id(p) not in critic]
-    assert fast_paths.fisher_vector_product(planned(model), obs, actor, 0.1, model._distribution(obs)) is None
+    declined = fast_paths.fisher_vector_product(planned(model), obs, actor, 0.1, model._distribution(obs))
+    assert isinstance(declined, fast_paths.Declined) and declined.path == "Fisher-vector product"
 
 
 def fitted_critic(fast: bool, optimizer_kwargs: dict | None = None) -> TRPOPlus:
@@ -529,7 +533,7 @@ def test_non_fused_adam_step_stays_on_the_cpu() -> None:
 def test_reason_is_printed_once_at_verbose_1(capsys: pytest.CaptureFixture) -> None:
     kwargs = {"n_steps": 64, "batch_size": 64, "policy_kwargs": {"activation_fn": nn.Sigmoid}, "verbose": 1}
     TRPOPlus("MlpPolicy", "Pendulum-v1", seed=0, **kwargs).learn(192)  # type: ignore[arg-type]
-    message = "generic (autograd) paths, not the MLP fast paths: the actor or critic head is not a chain"
+    message = "the MLP fast paths do not apply, so the generic (autograd) paths run: the actor or critic head is not a chain"
     assert capsys.readouterr().out.count(message) == 1
     TRPOPlus("MlpPolicy", "Pendulum-v1", fast_paths=False, **kwargs).learn(128)  # type: ignore[arg-type]
     assert "fast paths" not in capsys.readouterr().out
@@ -565,7 +569,7 @@ def threads_while_learning(monkeypatch: pytest.MonkeyPatch, policy: str, env_id:
     previous = th.get_num_threads()
     th.set_num_threads(3)
     try:
-        monkeypatch.setattr(trpo_module, "_THREADS_AT_IMPORT", kwargs.pop("at_import", 3))
+        monkeypatch.setattr(threads_module, "_THREADS_AT_IMPORT", kwargs.pop("at_import", 3))
         callback = ThreadsSeen()
         TRPOPlus(policy, env_id, n_steps=64, batch_size=64, **kwargs).learn(64, callback=callback)
         return callback.seen, th.get_num_threads()
@@ -591,11 +595,11 @@ def test_threads_left_alone_for_cnn_policies(monkeypatch: pytest.MonkeyPatch) ->
 def test_threads_env_variable_counts_as_a_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MKL_NUM_THREADS", "3")
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64)
-    assert model._thread_cap() is None
+    assert thread_cap(model.torch_threads, model.policy) is None
     monkeypatch.delenv("MKL_NUM_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(trpo_module, "_THREADS_AT_IMPORT", th.get_num_threads())
-    assert model._thread_cap() == 1
+    monkeypatch.setattr(threads_module, "_THREADS_AT_IMPORT", th.get_num_threads())
+    assert thread_cap(model.torch_threads, model.policy) == 1
 
 
 def test_kl_divergence_loss_is_sb3_contribs_quantity() -> None:
@@ -626,3 +630,25 @@ def test_switches_are_saved_with_the_model(tmp_path) -> None:  # type: ignore[no
     assert (loaded.fast_paths, loaded.torch_threads) == (False, None)
     assert not loaded.policy.optimizer.param_groups[0].get("fused")
     loaded.learn(64, reset_num_timesteps=False)
+
+
+def test_decided_once_per_rollout_and_once_per_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast paths' plan is decided once per rollout and once per ``train()`` (the policy step and the critic's
+    fit share it), not once per path."""
+    calls = []
+    decide = fast_paths.decide
+    monkeypatch.setattr(fast_paths, "decide", lambda policy: calls.append(policy) or decide(policy))
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, seed=0)
+    model.learn(3 * 64)
+    assert len(calls) == 3 + 3
+
+
+def test_each_decline_is_said_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """At ``verbose=1`` a path that declines the policy says why, once: gSDE takes the generic rollout loop and
+    Fisher-vector product, while the critic's fit stays fast."""
+    model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, use_sde=True, verbose=1, seed=0)
+    model.learn(3 * 64)
+    out = capsys.readouterr().out
+    assert out.count("the rollout forward takes the generic path: StateDependentNoiseDistribution") == 1
+    assert out.count("the Fisher-vector product takes the generic path: StateDependentNoiseDistribution") == 1
+    assert "critic fit takes the generic path" not in out

@@ -207,7 +207,7 @@ def test_save_load_identical_actions_with_lstm_states(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_named() -> None:
-    with pytest.raises(ValueError, match="RecurrentTRPOPlus needs a recurrent policy"):
+    with pytest.raises(ValueError, match="RecurrentTRPOPlus needs a policy of the RecurrentActorCriticPolicy family"):
         RecurrentTRPOPlus(trpo_module.MlpPolicy, "CartPole-v1")
     with pytest.raises(ValueError, match="MlpPolicy"):
         RecurrentTRPOPlus("MlpPolicy", "CartPole-v1")

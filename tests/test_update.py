@@ -266,9 +266,9 @@ def test_sub_sampling_factor_uses_every_kth_sample(monkeypatch: pytest.MonkeyPat
     seen = []
     original = model._policy_step
 
-    def spy(obs, actions, old_log_prob, advantages):
+    def spy(obs, actions, old_log_prob, advantages, **kwargs):
         seen.append(len(obs))
-        return original(obs, actions, old_log_prob, advantages)
+        return original(obs, actions, old_log_prob, advantages, **kwargs)
 
     monkeypatch.setattr(model, "_policy_step", spy)
     model.train()
