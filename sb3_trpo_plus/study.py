@@ -440,6 +440,7 @@ def best_entry(study: optuna.Study, conf: str | None = None, env: str | None = N
     """
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
 
+    from sb3_trpo_plus import families
     from sb3_trpo_plus.zoo import ALGO_NAME, hyperparams_path
 
     recorded = study.user_attrs.get(STUDY_ATTR)
@@ -449,7 +450,7 @@ def best_entry(study: optuna.Study, conf: str | None = None, env: str | None = N
     env = env or recorded.get("env") or _command_option(command, "--env")
     if env is None:
         raise StudyMismatchError(f"Study {study.study_name!r} does not record its environment: pass --env")
-    if algo not in HYPERPARAMS_CONVERTER:
+    if algo not in {info.zoo_name for info in families.FAMILIES.values()}:
         raise StudyMismatchError(f"Study {study.study_name!r} tunes --algo {algo}, which sb3-trpo-plus does not provide")
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
@@ -461,7 +462,7 @@ def best_entry(study: optuna.Study, conf: str | None = None, env: str | None = N
     recorded_conf = recorded.get("config")
     if conf is None and isinstance(recorded_conf, str) and Path(recorded_conf).is_file():
         conf = recorded_conf
-    conf_path = Path(conf) if conf is not None else hyperparams_path()
+    conf_path = Path(conf) if conf is not None else hyperparams_path(algo)
     entries = yaml.safe_load(conf_path.read_text()) or {}
     entry_name = env if env in entries else "default"
     entry: dict[str, Any] = dict(entries.get(entry_name) or {})
