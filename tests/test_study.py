@@ -119,6 +119,13 @@ def test_heartbeat_settings_from_environment(monkeypatch: pytest.MonkeyPatch) ->
         study_module.heartbeat_settings()
 
 
+def test_study_imports_nothing_of_the_zoo(tmp_path: Path) -> None:
+    """The storage module and its command line stand on their own: neither the Zoo nor our patches of it are imported."""
+    code = "import sys, sb3_trpo_plus.study\nprint(sorted(m for m in ('rl_zoo3', 'sb3_trpo_plus.zoo') if m in sys.modules))\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr[-2000:]
+
+
 # --------------------------------------------------------------------------- study checks
 @pytest.fixture(params=["journal", "sqlite"])
 def storage_text(request: pytest.FixtureRequest, tmp_path: Path) -> str:
