@@ -2,7 +2,7 @@
 
 The Zoo gets the algorithm ``trpo_plus`` and the policy families ``trpo_plus_mask``
 (:class:`~sb3_trpo_plus.maskable.MaskableTRPOPlus`) and ``trpo_plus_lstm``
-(:class:`~sb3_trpo_plus.recurrent.RecurrentTRPOPlus``), named after the Zoo's ``ppo_mask`` and ``ppo_lstm``
+(:class:`~sb3_trpo_plus.recurrent.RecurrentTRPOPlus`), named after the Zoo's ``ppo_mask`` and ``ppo_lstm``
 (:data:`ALGO_NAMES`, from :mod:`sb3_trpo_plus.families`; :func:`is_ours` is the one test of whether an ``--algo``
 is one of them).
 
