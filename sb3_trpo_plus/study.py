@@ -1,9 +1,9 @@
 """RL Zoo Optuna studies shared by several workers and machines: storage, checks, and the ``best`` and
 ``fail-stale`` commands.
 
-When ``python -m rl_zoo3.train --algo trpo_plus -optimize --storage <storage> --study-name <name>`` runs,
-:func:`patch_experiment_manager` (installed by :mod:`sb3_trpo_plus.zoo`) does this before the Zoo's own
-``ExperimentManager.hyperparameters_optimization`` (for TRPOPlus and its subclasses only):
+When ``python -m rl_zoo3.train --algo trpo_plus -optimize --storage <storage> --study-name <name>`` runs (or
+``--algo trpo_plus_mask``, ``trpo_plus_lstm``), the Zoo patch of :mod:`sb3_trpo_plus.zoo` calls :func:`prepare_worker`
+before the Zoo's own ``ExperimentManager.hyperparameters_optimization``, which does this:
 
 - it opens the storage itself (:func:`open_storage`) and turns what users get wrong into one clear message
   (:class:`StorageError`): a database driver that is not installed (naming the extra to install), a URL that
@@ -18,7 +18,11 @@ When ``python -m rl_zoo3.train --algo trpo_plus -optimize --storage <storage> --
 
 The Zoo keeps its ``--storage`` string in ``ExperimentManager.storage``, tests it with ``.endswith(".log")``
 and hands it to ``optuna.create_study``; :class:`ZooRDBStorage` answers ``endswith`` like its URL, so the
-wrapper gives the Zoo the storage object for the duration of the call and restores the string afterwards.
+Zoo patch gives the Zoo the storage object for the duration of the call and restores the string afterwards.
+
+This module knows nothing of the Zoo's classes and imports neither ``rl_zoo3`` nor :mod:`sb3_trpo_plus.zoo`:
+the shipped files and the converter of the Zoo names come from :mod:`sb3_trpo_plus.zoo_hyperparams` and
+:mod:`sb3_trpo_plus.zoo_sampler`.
 
 Command line (``python -m sb3_trpo_plus.study --help``)::
 
@@ -30,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import math
 import os
 import random
@@ -39,7 +42,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,9 @@ import sqlalchemy.exc
 import yaml
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.study import StudyDirection
+
+from sb3_trpo_plus.zoo_hyperparams import PLAIN_ZOO_NAME, hyperparams_path
+from sb3_trpo_plus.zoo_sampler import CONVERTERS
 
 #: Study user attribute where the first worker records what the study tunes (algo, env, budget, ...).
 STUDY_ATTR = "sb3_trpo_plus"
@@ -344,63 +350,34 @@ def fail_stale_trials(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-# --------------------------------------------------------------------------- the Zoo hook
-@contextlib.contextmanager
-def _storage_swapped(manager: Any, storage: Any) -> Iterator[None]:
-    original = manager.storage
-    manager.storage = storage
-    try:
-        yield
-    finally:
-        manager.storage = original
-
-
-def tunes_trpo_plus(algo: str) -> bool:
-    """Whether the Zoo's ``--algo`` name maps to TRPOPlus or a subclass of it (``rl_zoo3.utils.ALGOS``)."""
-    from rl_zoo3.utils import ALGOS
-
-    from sb3_trpo_plus.trpo_plus import TRPOPlus
-
-    algorithm = ALGOS.get(algo)
-    return isinstance(algorithm, type) and issubclass(algorithm, TRPOPlus)
-
-
-def patch_experiment_manager(manager_class: type, applies: Callable[[str], bool] = tunes_trpo_plus) -> None:
+def prepare_worker(
+    storage_text: str,
+    study_name: str | None,
+    algo: str,
+    env: str,
+    info: dict[str, Any] | None = None,
+    sampler: Callable[..., Any] | None = None,
+) -> JournalStorage | ZooRDBStorage:
     """
-    Wrap ``manager_class.hyperparameters_optimization`` (the Zoo's ``ExperimentManager``) so that, for an
-    ``--algo`` for which ``applies(algo)`` is true and a ``--storage``, the storage is opened by
-    :func:`open_storage` (with a heartbeat for a database) and the study is created and checked by
-    :func:`prepare_study` before the Zoo's optimization runs. Other algorithms go straight to the Zoo's method.
+    What an ``-optimize --storage`` worker does before it runs its trials: open the storage (:func:`open_storage`,
+    with the heartbeat of :func:`heartbeat_settings` for a database), and, given a study name, create or load the
+    study and check it (:func:`prepare_study`), then fail the trials of workers that died (:func:`fail_stale_trials`).
 
-    :param manager_class: ``rl_zoo3.exp_manager.ExperimentManager``
-    :param applies: whether an ``--algo`` name gets this treatment
+    :param storage_text: the ``--storage`` value
+    :param study_name: the ``--study-name`` (``None``: the storage is only opened)
+    :param algo: the worker's ``--algo``
+    :param env: the worker's environment id
+    :param info: more to record with the algorithm (see :func:`prepare_study`)
+    :param sampler: the worker's Zoo sampler, for the parameter check of :func:`prepare_study`
+    :return: the opened storage
     """
-    if getattr(manager_class, "_sb3_trpo_plus_study_patched", False):
-        return
-    original = manager_class.hyperparameters_optimization  # type: ignore[attr-defined]
-
-    @functools.wraps(original)
-    def hyperparameters_optimization(self: Any) -> None:
-        if not applies(self.algo) or not isinstance(self.storage, str):
-            return original(self)
-        interval, grace = heartbeat_settings()
-        storage = open_storage(self.storage, heartbeat_interval=interval, grace_period=grace)
-        if self.study_name is not None:
-            from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
-
-            info = {"n_timesteps": int(self.n_timesteps), "n_actions": int(self.n_actions), "config": str(self.config)}
-            study = prepare_study(
-                storage, self.study_name, self.algo, self.env_name.gym_id, info, HYPERPARAMS_SAMPLER.get(self.algo)
-            )
-            if isinstance(storage, RDBStorage):
-                fail_stale_trials(study)  # trials of workers that died since any worker last started a trial
-        if not isinstance(storage, ZooRDBStorage):
-            return original(self)  # a journal file: the Zoo opens it itself
-        with _storage_swapped(self, storage):
-            return original(self)
-
-    manager_class.hyperparameters_optimization = hyperparameters_optimization  # type: ignore[attr-defined]
-    manager_class._sb3_trpo_plus_study_patched = True  # type: ignore[attr-defined]
+    interval, grace = heartbeat_settings()
+    storage = open_storage(storage_text, heartbeat_interval=interval, grace_period=grace)
+    if study_name is not None:
+        study = prepare_study(storage, study_name, algo, env, info, sampler)
+        if isinstance(storage, RDBStorage):
+            fail_stale_trials(study)  # trials of workers that died since any worker last started a trial
+    return storage
 
 
 # --------------------------------------------------------------------------- best: a YAML entry
@@ -428,40 +405,36 @@ def _float_text(value: float) -> str:
 
 def best_entry(study: optuna.Study, conf: str | None = None, env: str | None = None) -> str:
     """
-    The best trial of ``study`` as an entry of ``hyperparams/trpo_plus.yml``: the entry the worker started from
-    (from ``conf``, else the file recorded by the first worker when it exists here, else the shipped file), with
-    the trial's values, converted by the Zoo's converter, put in and marked ``# tuned``; ``target_kl`` and
-    ``cg_damping`` (TRPOPlus's joint-KL unit) say their sb3-contrib equivalent.
+    The best trial of ``study`` as an entry of ``hyperparams/<algo>.yml``: the entry the worker started from
+    (from ``conf``, else the file recorded by the first worker when it exists here, else the shipped file of the
+    study's ``--algo``), with the trial's values, converted as ``--trial-id`` converts them, put in and marked
+    ``# tuned``; ``target_kl`` and ``cg_damping`` (TRPOPlus's joint-KL unit) say their sb3-contrib equivalent.
 
-    :param study: a study tuned by ``-optimize --algo trpo_plus`` (or a registered subclass)
+    :param study: a study tuned by ``-optimize --algo trpo_plus`` (or ``trpo_plus_mask``, ``trpo_plus_lstm``)
     :param conf: hyperparameter file to take the untuned keys from
     :param env: environment id (default: the one the study records)
     :return: YAML text, comments included
     """
-    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER
-
-    from sb3_trpo_plus.zoo import ALGO_NAME, hyperparams_path
-
     recorded = study.user_attrs.get(STUDY_ATTR)
     recorded = recorded if isinstance(recorded, dict) else {}
     command = study.user_attrs.get("command", "")
-    algo = recorded.get("algo") or _command_option(command, "--algo") or ALGO_NAME
+    algo = recorded.get("algo") or _command_option(command, "--algo") or PLAIN_ZOO_NAME
     env = env or recorded.get("env") or _command_option(command, "--env")
     if env is None:
         raise StudyMismatchError(f"Study {study.study_name!r} does not record its environment: pass --env")
-    if algo not in HYPERPARAMS_CONVERTER:
+    if algo not in CONVERTERS:
         raise StudyMismatchError(f"Study {study.study_name!r} tunes --algo {algo}, which sb3-trpo-plus does not provide")
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         states = ", ".join(f"{trial.number}: {trial.state.name}" for trial in study.get_trials(deepcopy=False)) or "none"
         raise StudyMismatchError(f"Study {study.study_name!r} has no complete trial yet (trials {states})")
     trial = study.best_trial
-    tuned = HYPERPARAMS_CONVERTER[algo](trial.params)
+    tuned = CONVERTERS[algo](trial.params)
 
     recorded_conf = recorded.get("config")
     if conf is None and isinstance(recorded_conf, str) and Path(recorded_conf).is_file():
         conf = recorded_conf
-    conf_path = Path(conf) if conf is not None else hyperparams_path()
+    conf_path = Path(conf) if conf is not None else hyperparams_path(algo)
     entries = yaml.safe_load(conf_path.read_text()) or {}
     entry_name = env if env in entries else "default"
     entry: dict[str, Any] = dict(entries.get(entry_name) or {})
@@ -516,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m sb3_trpo_plus.study {best,fail-stale} --storage STORAGE --study-name NAME``."""
     parser = argparse.ArgumentParser(prog="python -m sb3_trpo_plus.study", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    best = commands.add_parser("best", help="print the best trial as an entry of hyperparams/trpo_plus.yml")
+    best = commands.add_parser("best", help="print the best trial as an entry of hyperparams/<algo>.yml")
     stale = commands.add_parser("fail-stale", help="mark FAIL the running trials whose worker stopped beating")
     for command in (best, stale):
         command.add_argument("--storage", required=True, help="the workers' --storage (database URL or .log journal file)")

@@ -119,6 +119,13 @@ def test_heartbeat_settings_from_environment(monkeypatch: pytest.MonkeyPatch) ->
         study_module.heartbeat_settings()
 
 
+def test_study_imports_nothing_of_the_zoo(tmp_path: Path) -> None:
+    """The storage module and its command line stand on their own: neither the Zoo nor our patches of it are imported."""
+    code = "import sys, sb3_trpo_plus.study\nprint(sorted(m for m in ('rl_zoo3', 'sb3_trpo_plus.zoo') if m in sys.modules))\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr[-2000:]
+
+
 # --------------------------------------------------------------------------- study checks
 @pytest.fixture(params=["journal", "sqlite"])
 def storage_text(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -181,6 +188,45 @@ def test_best_entry_pastes_into_the_yaml(storage_text: str, tmp_path: Path, caps
 
     assert study_module.main(["best", "--storage", storage_text, "--study-name", "nope"]) == 2
     assert "No study 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("algo", "env", "recorded_config"),
+    [
+        ("trpo_plus_mask", "InvalidActionEnvDiscrete-v0", None),  # no file recorded
+        ("trpo_plus_lstm", "CartPoleNoVel-v1", "/elsewhere/hyperparams/trpo_plus_lstm.yml"),  # another machine's file
+    ],
+)
+def test_best_entry_of_a_family_reads_its_own_yaml(
+    algo: str, env: str, recorded_config: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A masked or recurrent study whose conf file is not here takes its untuned keys from its own shipped YAML."""
+    storage_text = str(tmp_path / "study.log")
+    info = {"n_actions": 0, **({"config": recorded_config} if recorded_config else {})}
+    study = prepare_study(open_storage(storage_text), "family", algo, env, info)
+    trial = study.ask()
+    sample_trpo_plus_params(trial, 0, 1, {})
+    study.tell(trial, 1.0)
+
+    assert study_module.main(["best", "--storage", storage_text, "--study-name", "family"]) == 0
+    text = capsys.readouterr().out
+    assert f"# Untuned keys: entry '{env}' of {hyperparams_path(algo)}; tuned values (by --algo {algo}) marked." in text
+    entry = yaml.safe_load(text)[env]
+    shipped = yaml.safe_load(hyperparams_path(algo).read_text())[env]
+    tuned = convert_trpo_plus_params(trial.params)
+    assert {key: entry[key] for key in shipped if key not in tuned} == {
+        key: value for key, value in shipped.items() if key not in tuned
+    }
+
+
+def test_best_entry_refuses_a_study_of_another_algorithm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Zoo study of ``--algo ppo`` (which has a converter in the Zoo, but no YAML here) is not ours to print."""
+    storage_text = str(tmp_path / "study.log")
+    study = optuna.create_study(storage=open_storage(storage_text), study_name="ppo", direction="maximize")
+    study.set_user_attr("command", "python -m rl_zoo3.train --algo ppo --env CartPole-v1 -optimize")
+    study.tell(study.ask({"learning_rate": optuna.distributions.FloatDistribution(1e-5, 1e-3)}), 1.0)
+    assert study_module.main(["best", "--storage", storage_text, "--study-name", "ppo"]) == 2
+    assert "tunes --algo ppo, which sb3-trpo-plus does not provide" in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")

@@ -109,6 +109,34 @@ def test_start_without_rl_zoo3(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "started", "")
 
 
+def test_register_patches_the_zoo_once() -> None:
+    """One sentinel: registering again (by hand, after the start hook) wraps none of ExperimentManager's methods twice."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_trpo_plus import zoo
+
+    def methods() -> tuple[object, ...]:
+        names = ("__init__", "read_hyperparameters", "hyperparameters_optimization")
+        return tuple(ExperimentManager.__dict__[name] for name in names)
+
+    before = methods()
+    assert all(hasattr(method, "__wrapped__") for method in before)  # patched (functools.wraps) by the start hook
+    zoo.register()
+    assert methods() == before
+    assert [algo for algo in ("trpo_plus", "trpo_plus_mask", "trpo_plus_lstm", "trpo", "ppo_lstm") if zoo.is_ours(algo)] == [
+        "trpo_plus",
+        "trpo_plus_mask",
+        "trpo_plus_lstm",
+    ]
+
+
+def test_hyperparams_path_names_the_zoo_names() -> None:
+    with pytest.raises(
+        ValueError, match=r"Invalid algo 'ppo': expected one of \('trpo_plus', 'trpo_plus_mask', 'trpo_plus_lstm'\)"
+    ):
+        hyperparams_path("ppo")
+
+
 # --------------------------------------------------------------------------- train / enjoy / optimize
 def test_train_finds_yaml_and_enjoy_loads_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     logs = tmp_path / "logs"
