@@ -16,14 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
-LEARNING = Path(__file__).resolve().parent.parent / "benchmarks" / "learning"
-sys.path.insert(0, str(LEARNING))
+ROOT = Path(__file__).resolve().parent.parent
+LEARNING = ROOT / "benchmarks" / "learning"
+sys.path.insert(0, str(ROOT))  # the benchmarks package lives in the checkout, not in the wheel
 
-import report  # noqa: E402
-import run  # noqa: E402
-import run_queue  # noqa: E402
-import store  # noqa: E402
-import sweep  # noqa: E402
+from benchmarks.learning import report, run, run_queue, store, sweep  # noqa: E402
 
 
 def fake_run(algo: str, env: str, seed: int, final: float) -> dict[str, Any]:
@@ -483,8 +480,7 @@ def test_the_readme_results_table_is_the_one_the_record_gives() -> None:
 def test_speed_runs_combine_as_median_with_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """bench_speed.py --runs N: each figure the median over runs, the speedup with its [min, max]; --readme rewrites
     only its block."""
-    sys.path.insert(0, str(LEARNING.parent / "speed"))
-    import bench_speed
+    from benchmarks.speed import bench_speed
 
     first = {"benchmark": "step", "case": "N2048_64x64", "algo": "trpo_plus", "n_reps": 15}
     runs = [[{**first, "median_s": t, "speedup_vs_sb3": r}] for t, r in ((0.03, 3.4), (0.04, 2.6), (0.05, 3.0))]

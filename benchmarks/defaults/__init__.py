@@ -1,0 +1,1 @@
+"""benchmarks/defaults (see benchmarks/README.md)."""

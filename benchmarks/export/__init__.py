@@ -1,0 +1,1 @@
+"""benchmarks/export (see benchmarks/README.md)."""

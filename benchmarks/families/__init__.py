@@ -1,0 +1,1 @@
+"""benchmarks/families (see benchmarks/README.md)."""
