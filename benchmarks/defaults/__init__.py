@@ -1,1 +1,1 @@
-"""benchmarks/defaults (see benchmarks/README.md)."""
+"""The one-liner benchmark (which defaults), its diagnosis, the critic at any reward scale, normalization's cost."""

@@ -1,1 +1,1 @@
-"""benchmarks/export (see benchmarks/README.md)."""
+"""Inference latency of an exported ONNX policy against ``model.predict``."""

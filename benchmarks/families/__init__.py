@@ -1,1 +1,1 @@
-"""benchmarks/families (see benchmarks/README.md)."""
+"""RecurrentTRPOPlus and MaskableTRPOPlus against RecurrentPPO and MaskablePPO."""

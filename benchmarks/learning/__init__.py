@@ -1,1 +1,1 @@
-"""benchmarks/learning (see benchmarks/README.md)."""
+"""The learning benchmark (tuned Zoo entries against the Zoo's TRPO), its record, sweeps and report."""

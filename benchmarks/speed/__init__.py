@@ -1,1 +1,1 @@
-"""benchmarks/speed (see benchmarks/README.md)."""
+"""Speed against sb3_contrib.TRPO, the profile of TRPOPlus's time, the NumPy rollout's A/B."""
