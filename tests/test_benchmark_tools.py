@@ -16,14 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
-LEARNING = Path(__file__).resolve().parent.parent / "benchmarks" / "learning"
-sys.path.insert(0, str(LEARNING))
+ROOT = Path(__file__).resolve().parent.parent
+LEARNING = ROOT / "benchmarks" / "learning"
+sys.path.insert(0, str(ROOT))  # the benchmarks package lives in the checkout, not in the wheel
 
-import report  # noqa: E402
-import run  # noqa: E402
-import run_queue  # noqa: E402
-import store  # noqa: E402
-import sweep  # noqa: E402
+from benchmarks.learning import report, run, run_queue, store, sweep  # noqa: E402
 
 
 def fake_run(algo: str, env: str, seed: int, final: float) -> dict[str, Any]:
@@ -483,8 +480,7 @@ def test_the_readme_results_table_is_the_one_the_record_gives() -> None:
 def test_speed_runs_combine_as_median_with_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """bench_speed.py --runs N: each figure the median over runs, the speedup with its [min, max]; --readme rewrites
     only its block."""
-    sys.path.insert(0, str(LEARNING.parent / "speed"))
-    import bench_speed
+    from benchmarks.speed import bench_speed
 
     first = {"benchmark": "step", "case": "N2048_64x64", "algo": "trpo_plus", "n_reps": 15}
     runs = [[{**first, "median_s": t, "speedup_vs_sb3": r}] for t, r in ((0.03, 3.4), (0.04, 2.6), (0.05, 3.0))]
@@ -504,3 +500,76 @@ def test_speed_runs_combine_as_median_with_range(tmp_path: Path, monkeypatch: py
     assert readme.read_text() == "top\n<!-- speed-table -->\nnew\n<!-- /speed-table -->\nbottom\n"
     with pytest.raises(SystemExit, match="no <!-- threads-table -->"):
         bench_speed.replace_readme_block("threads-table", ["x"])
+
+
+def test_append_rows_writes_the_header_once_and_refuses_other_columns(tmp_path: Path) -> None:
+    """benchmarks.common.table: a new table gets the rows' columns; a row of other columns (renamed, added, reordered)
+    is refused and the table is left as it was."""
+    from benchmarks.common.table import append_row, append_rows, header
+
+    table = tmp_path / "runs.csv"
+    assert header(table) is None
+    append_rows(table, [{"a": 1, "b": 2}, {"a": 3, "b": 4}])
+    append_row(table, {"a": 5, "b": 6})
+    assert table.read_text().splitlines() == ["a,b", "1,2", "3,4", "5,6"]
+    for row in ({"a": 7}, {"b": 8, "a": 7}, {"a": 7, "b": 8, "c": 9}):
+        with pytest.raises(ValueError, match="columns are"):
+            append_row(table, row)
+    with pytest.raises(ValueError, match="different columns"):
+        append_rows(tmp_path / "new.csv", [{"a": 1}, {"b": 2}])
+    assert table.read_text().splitlines() == ["a,b", "1,2", "3,4", "5,6"]
+    assert not (tmp_path / "new.csv").exists()
+
+
+def test_welch_p_is_scipys_welch_test_with_the_degenerate_limits() -> None:
+    from scipy import stats
+
+    from benchmarks.common.stats import welch_p
+
+    ours, theirs = [1.0, 2.0, 4.0], [3.0, 5.0, 6.0, 9.0]
+    for alternative in ("two-sided", "less", "greater"):
+        expected = stats.ttest_ind(ours, theirs, equal_var=False, alternative=alternative).pvalue
+        assert welch_p(ours, theirs, alternative) == pytest.approx(expected)
+    assert math.isnan(welch_p([1.0], theirs))
+    assert welch_p([500.0, 500.0], [500.0, 500.0]) == 1.0  # no spread, same mean: no evidence
+    assert welch_p([1.0, 1.0], [2.0, 2.0]) == 0.0
+    assert welch_p([1.0, 1.0], [2.0, 2.0], "less") == 0.0
+    assert welch_p([1.0, 1.0], [2.0, 2.0], "greater") == 1.0
+    with pytest.raises(ValueError, match="alternative"):
+        welch_p(ours, theirs, "lower")
+
+
+def test_zoo_files_are_the_shipped_ones_and_the_zoos() -> None:
+    pytest.importorskip("rl_zoo3")
+    from benchmarks.common.zoo import zoo_entries, zoo_file
+    from sb3_trpo_plus.zoo import hyperparams_path
+
+    for algo in ("trpo_plus", "trpo_plus_lstm", "trpo_plus_mask"):
+        assert zoo_file(algo) == hyperparams_path(algo)
+    assert zoo_file("trpo").parent.parent.name == "rl_zoo3"
+    assert "CartPoleNoVel-v1" in zoo_entries("ppo_lstm")
+    with pytest.raises(FileNotFoundError, match="no_such_algo"):
+        zoo_file("no_such_algo")
+
+
+def test_profile_wraps_the_public_fast_paths_and_names_a_missing_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_speed.py --profile times fast_paths' public functions through the module attribute TRPOPlus calls,
+    puts them back afterwards, and stops with an error naming a function that is gone (no silent skip)."""
+    import torch
+
+    from benchmarks.speed import bench_speed
+    from sb3_trpo_plus import fast_paths
+
+    originals = {name: getattr(fast_paths, name) for name in bench_speed.FAST_PATH_FUNCTIONS}
+    timer = bench_speed.SectionTimer()
+    bench_speed.patch_fast_paths(timer)
+    assert all(getattr(fast_paths, name) is not original for name, original in originals.items())
+    fast_paths.decide(torch.nn.Linear(1, 1))
+    assert timer.calls[bench_speed.FAST_PATH_FUNCTIONS["decide"]] == 1
+    timer.restore()
+    assert all(getattr(fast_paths, name) is original for name, original in originals.items())
+
+    monkeypatch.delattr(fast_paths, "fit_critic")
+    with pytest.raises(AttributeError, match=r"sb3_trpo_plus\.fast_paths has no fit_critic"):
+        bench_speed.patch_fast_paths(bench_speed.SectionTimer())
+    assert all(getattr(fast_paths, name) is originals[name] for name in originals if name != "fit_critic")

@@ -3,7 +3,7 @@
 # Runs from the repository root, appends to benchmarks/defaults/diagnosis.csv, one run at a time.
 set -u
 cd "$(dirname "$0")/../.."
-one() { python benchmarks/defaults/oneliner.py --table benchmarks/defaults/diagnosis.csv "$@" || echo "FAILED: $*" >&2; }
+one() { python -m benchmarks.defaults.oneliner --table benchmarks/defaults/diagnosis.csv "$@" || echo "FAILED: $*" >&2; }
 ANT=(--env Ant-v5 --steps 500000)
 ant_variant() {  # $1 seed
     one --config new "${ANT[@]}" --seed "$1"

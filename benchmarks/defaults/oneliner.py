@@ -1,5 +1,6 @@
 """The one-liner benchmark: ``ALGO("MlpPolicy", gym.make(ENV), seed=S, **config).learn(N)`` with no wrapper and
-no YAML, then 10 deterministic episodes; one row per run appended to ``runs.csv`` (tidy, under a file lock).
+no YAML, then 10 deterministic episodes; one row per run appended to ``runs.csv`` (tidy, under a file lock:
+:func:`benchmarks.common.append_row`).
 
 Configurations (``--config``):
 
@@ -12,14 +13,14 @@ Configurations (``--config``):
 
 Usage::
 
-    python benchmarks/defaults/oneliner.py --config new --env HalfCheetah-v5 --seed 0 --steps 1000000
+    python -m benchmarks.defaults.oneliner --config new --env HalfCheetah-v5 --seed 0 --steps 1000000
 
 A diagnosis variant (DIAGNOSIS.md) is a configuration with constructor arguments or env arguments changed, under a
 label of its own, in its own table::
 
-    python benchmarks/defaults/oneliner.py --config new --label nocfrc --env Ant-v5 --seed 100 --steps 500000 \
+    python -m benchmarks.defaults.oneliner --config new --label nocfrc --env Ant-v5 --seed 100 --steps 500000 \
         --env-kwargs '{"include_cfrc_ext_in_observation": false}' --table benchmarks/defaults/diagnosis.csv
-    python benchmarks/defaults/oneliner.py --config new --label gamma999 --set gamma=0.999 ...
+    python -m benchmarks.defaults.oneliner --config new --label gamma999 --set gamma=0.999 ...
 
 Seeds 0-9 are benchmark seeds, 100-199 tuning seeds (see RULE.md). One torch thread.
 """
@@ -27,35 +28,18 @@ Seeds 0-9 are benchmark seeds, 100-199 tuning seeds (see RULE.md). One torch thr
 from __future__ import annotations
 
 import argparse
-import csv
-import fcntl
 import functools
 import inspect
 import json
-import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common.provenance import provenance
+from benchmarks.common.table import append_row, header
+
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "runs.csv"
-FIELDS = [
-    "config",
-    "env",
-    "seed",
-    "steps",
-    "final_mean",
-    "final_std",
-    "final_returns",
-    "wall_time_s",
-    "kwargs",
-    "ignored_kwargs",
-    "code_rev",
-    "torch_threads",
-    "machine",
-]
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "new": ("trpo_plus", {}),
@@ -64,43 +48,6 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "lin": ("trpo_plus", {"target_kl": "lin_auto"}),
     "sb3_contrib": ("sb3_contrib", {}),
 }
-
-
-def code_rev() -> str:
-    """The git commit of the imported ``sb3_trpo_plus`` (``+dirty`` when its tree has changes)."""
-    import sb3_trpo_plus
-
-    where = Path(sb3_trpo_plus.__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "sb3_trpo_plus"], cwd=where, capture_output=True, text=True)
-        return rev.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
-
-
-def _header(table: Path) -> list[str] | None:
-    """The table's columns (``None`` where it does not exist yet)."""
-    if not table.exists():
-        return None
-    with open(table, newline="") as handle:
-        return next(csv.reader(handle))
-
-
-def append(row: dict[str, Any], table: Path = TABLE) -> None:
-    """Append one row to ``table`` under an exclusive lock (several runs may finish at once); its columns are the
-    row's keys, in order, and must be the table's header where the table exists."""
-    with open(table.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        header = _header(table)
-        new = header is None
-        if header is not None and header != list(row):
-            raise ValueError(f"{table}'s columns are {header}, the row's {list(row)}")
-        with open(table, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
 
 
 def run(
@@ -149,6 +96,7 @@ def run(
     eval_env = make()
     eval_env.reset(seed=10_000 + seed)
     returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
+    stamp = provenance()
     row = {
         "config": label or config,
         "env": env_id,
@@ -160,9 +108,9 @@ def run(
         "wall_time_s": round(wall, 1),
         "kwargs": json.dumps(kwargs, sort_keys=True),
         "ignored_kwargs": json.dumps(ignored),
-        "code_rev": code_rev() if library == "trpo_plus" else "",
+        "code_rev": stamp.code_rev if library == "trpo_plus" else "",
         "torch_threads": th.get_num_threads(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+        "machine": stamp.machine_summary,
     }
     if env_kwargs is not None:
         row["env_kwargs"] = json.dumps(env_kwargs, sort_keys=True)
@@ -198,13 +146,13 @@ def main() -> None:
     )
     parser.add_argument("--env-kwargs", type=json.loads, default=None, help="gym.make's keyword arguments, as JSON")
     args = parser.parse_args()
-    if args.env_kwargs is None and "env_kwargs" in (_header(args.table) or []):
+    if args.env_kwargs is None and "env_kwargs" in (header(args.table) or []):
         args.env_kwargs = {}  # the diagnosis table records them on every row
     for seed in args.seed:
         row = run(
             args.config, args.env, seed, args.steps, label=args.label, overrides=dict(args.set), env_kwargs=args.env_kwargs
         )
-        append(row, args.table)
+        append_row(args.table, row)
         print(
             f"{row['config']} {row['env']} seed {seed}: {row['final_mean']:.1f} +- {row['final_std']:.1f} "
             f"({row['wall_time_s']:.0f} s)",

@@ -4,14 +4,12 @@ Alternates ``TRPOPlus("MlpPolicy", gym.make(ENV), seed=0, **config).learn(STEPS)
 defaults) and ``plain`` (``normalize_observations=False, normalize_values=False``; the same ``target_kl``), one
 torch thread, and appends one row per timing to ``overhead.csv``; prints the median ratio ``normalized / plain``.
 
-    python benchmarks/defaults/overhead.py --env HalfCheetah-v5 --steps 20480 --reps 3
+    python -m benchmarks.defaults.overhead --env HalfCheetah-v5 --steps 20480 --reps 3
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any
 import gymnasium as gym
 import torch as th
 
+from benchmarks.common.provenance import provenance
+from benchmarks.common.table import append_rows
 from sb3_trpo_plus import TRPOPlus
 
 HERE = Path(__file__).resolve().parent
@@ -45,13 +45,8 @@ def main() -> None:
             times[name].append(elapsed)
             rows.append({"env": args.env, "steps": args.steps, "config": name, "rep": rep, "learn_s": round(elapsed, 3)})
     ratio = statistics.median(times["normalized"]) / statistics.median(times["plain"])
-    new = not args.out.exists()
-    with open(args.out, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[*rows[0], "machine"])
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "machine": f"{platform.machine()} {platform.processor() or ''}".strip()})
+    machine = provenance().machine_summary
+    append_rows(args.out, [{**row, "machine": machine} for row in rows])
     print(
         f"{args.env}, {args.steps} steps: normalized {statistics.median(times['normalized']):.2f} s, "
         f"plain {statistics.median(times['plain']):.2f} s, ratio {ratio:.3f} (median of {args.reps})"

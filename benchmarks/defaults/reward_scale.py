@@ -3,19 +3,19 @@ predicted when it was collected), averaged over the second half of ``--updates``
 rewards multiplied by 0.01, 1 or 1000, with the critic on the PopArt scale (``normalize_values=True``) and on the
 returns' own scale (``False``), the default learning rate. Appends to ``reward_scale.csv``.
 
-    python benchmarks/defaults/reward_scale.py --seeds 100 101 --updates 16
+    python -m benchmarks.defaults.reward_scale --seeds 100 101 --updates 16
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import gymnasium as gym
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
+from benchmarks.common.table import append_row
 from sb3_trpo_plus import TRPOPlus
 
 HERE = Path(__file__).resolve().parent
@@ -58,22 +58,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "reward_scale.csv")
     args = parser.parse_args()
     th.set_num_threads(1)
-    new = not args.out.exists()
-    with open(args.out, "a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(["env", "reward_scale", "normalize_values", "seed", "updates", "explained_variance_2nd_half"])
-        for seed in args.seeds:
-            for scale in (0.01, 1.0, 1000.0):
-                for normalize_values in (True, False):
-                    env = ScaledReward(gym.make("Pendulum-v1"), scale)
-                    model = TRPOPlus("MlpPolicy", env, n_steps=512, seed=seed, normalize_values=normalize_values)
-                    log = ExplainedVariances()
-                    model.learn(args.updates * 512, callback=log)
-                    second_half = log.values[args.updates // 2 :]
-                    explained = sum(second_half) / len(second_half)
-                    writer.writerow(["Pendulum-v1", scale, normalize_values, seed, args.updates, round(explained, 4)])
-                    print(f"seed {seed} scale {scale} normalize_values={normalize_values}: {explained:.3f}", flush=True)
+    for seed in args.seeds:
+        for scale in (0.01, 1.0, 1000.0):
+            for normalize_values in (True, False):
+                env = ScaledReward(gym.make("Pendulum-v1"), scale)
+                model = TRPOPlus("MlpPolicy", env, n_steps=512, seed=seed, normalize_values=normalize_values)
+                log = ExplainedVariances()
+                model.learn(args.updates * 512, callback=log)
+                second_half = log.values[args.updates // 2 :]
+                explained = sum(second_half) / len(second_half)
+                row = {
+                    "env": "Pendulum-v1",
+                    "reward_scale": scale,
+                    "normalize_values": normalize_values,
+                    "seed": seed,
+                    "updates": args.updates,
+                    "explained_variance_2nd_half": round(explained, 4),
+                }
+                append_row(args.out, row)
+                print(f"seed {seed} scale {scale} normalize_values={normalize_values}: {explained:.3f}", flush=True)
 
 
 if __name__ == "__main__":

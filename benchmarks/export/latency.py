@@ -5,24 +5,24 @@ Two policies: the HalfCheetah-v5 MLP (TRPOPlus's defaults, observation statistic
 256, each runtime is timed in alternation (``--reps`` rounds of ``--calls`` calls each; one torch thread and one
 ONNX Runtime thread). One row per round is appended to ``latency.csv``; the summary is the median per call.
 
-    python benchmarks/export/latency.py            # append rounds, print and write RESULTS.md
-    python benchmarks/export/latency.py --report   # only the summary of latency.csv
+    python -m benchmarks.export.latency            # append rounds, print and write RESULTS.md
+    python -m benchmarks.export.latency --report   # only the summary of latency.csv
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common.provenance import provenance
+from benchmarks.common.table import append_rows
+
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "latency.csv"
-FIELDS = ["run", "policy", "batch", "runtime", "round", "calls", "us_per_call", "machine", "load_1min"]
 
 
 def policies() -> dict[str, Any]:
@@ -49,6 +49,7 @@ def measure(reps: int, calls: int) -> list[dict[str, Any]]:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     run_id = time.strftime("%Y%m%dT%H%M%S")
+    machine = provenance().machine_summary
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name, model in policies().items():
@@ -82,17 +83,18 @@ def measure(reps: int, calls: int) -> list[dict[str, Any]]:
                                 "round": round_,
                                 "calls": count,
                                 "us_per_call": round(1e6 * elapsed / count, 2),
-                                "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+                                "machine": machine,
                                 "load_1min": round(os.getloadavg()[0], 2),
                             }
                         )
     return rows
 
 
-def report() -> str:
+def report(table: Path = TABLE) -> str:
+    """The summary of ``table`` as markdown (``RESULTS.md``)."""
     import pandas as pd
 
-    data = pd.read_csv(TABLE)
+    data = pd.read_csv(table)
     lines = [
         "# ONNX Runtime against `model.predict`: latency per call",
         "",
@@ -116,17 +118,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--table", type=Path, default=TABLE, help="the table (RESULTS.md is written beside it)")
     args = parser.parse_args()
     if not args.report:
-        rows = measure(args.reps, args.calls)
-        new = not TABLE.exists()
-        with open(TABLE, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
-    text = report()
-    (HERE / "RESULTS.md").write_text(text)
+        append_rows(args.table, measure(args.reps, args.calls))
+    text = report(args.table)
+    (args.table.parent / "RESULTS.md").write_text(text)
     print(text)
 
 

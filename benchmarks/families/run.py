@@ -25,7 +25,7 @@ inflated and noisy).
 Rows are appended to ``results.csv`` (one per run; a (task, algo, seed) already there is skipped, so the script
 resumes), curves to ``curves.jsonl.gz`` (one gzip member per run). ``--report`` writes ``RESULTS.md``.
 
-Usage: ``OMP_NUM_THREADS=1 nice -n 19 python benchmarks/families/run.py --tasks CartPoleNoVel-v1 --seeds 0 1 2 3 4``
+Usage: ``OMP_NUM_THREADS=1 nice -n 19 python -m benchmarks.families.run --tasks CartPoleNoVel-v1 --seeds 0 1 2 3 4``
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import gzip
 import json
 import math
 import platform
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -45,23 +44,15 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common.provenance import provenance
+from benchmarks.common.stats import welch_p
+from benchmarks.common.table import append_row
+from benchmarks.common.zoo import zoo_entries
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.csv"
 CURVES = HERE / "curves.jsonl.gz"
 REPORT = HERE / "RESULTS.md"
-FIELDS = [
-    "task",
-    "algo",
-    "seed",
-    "timesteps",
-    "final_return",
-    "final_return_std",
-    "eval_episodes",
-    "wall_s",
-    "cpu_s",
-    "started_utc",
-    "commit",
-]
 EVAL_EPISODES = 10
 
 
@@ -74,16 +65,7 @@ def _lstm_kwargs(hidden: int, **extra: Any) -> dict[str, Any]:
 
 def _zoo_entry(algo: str, env_id: str) -> dict[str, Any]:
     """The Zoo's (``ppo_lstm``) or the shipped (``trpo_plus_lstm``, ``trpo_plus_mask``) hyperparameter entry."""
-    import yaml
-
-    if algo in ("ppo_lstm",):
-        import rl_zoo3
-
-        path = Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml"
-    else:
-        path = HERE.parent.parent / "hyperparams" / f"{algo}.yml"
-    with open(path) as file:
-        return dict(yaml.safe_load(file)[env_id])
+    return dict(zoo_entries(algo)[env_id])
 
 
 def _constructor_args(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -131,7 +113,7 @@ def _recurrent_run(algo: str, env_id: str, seed: int) -> tuple[Any, Any, int, Ca
             eval_env = VecNormalize(eval_env, training=False, norm_reward=False, gamma=kwargs.get("gamma", 0.99))
             eval_env.obs_rms = model.get_env().obs_rms.copy()
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True, warn=False)
-        return float(mean), float(std)
+        return float(mean), float(std)  # type: ignore[arg-type]  # a float each without return_episode_rewards
 
     return model, env, int(env_settings["n_timesteps"]), evaluate
 
@@ -155,7 +137,7 @@ def _masked_run(algo: str, env_id: str, seed: int) -> tuple[Any, Any, int, Calla
     def evaluate(model: Any) -> tuple[float, float]:
         eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000)
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True, warn=False)
-        return float(mean), float(std)
+        return float(mean), float(std)  # type: ignore[arg-type]  # a float each without return_episode_rewards
 
     return model, env, int(env_settings["n_timesteps"]), evaluate
 
@@ -177,13 +159,6 @@ def _done() -> set[tuple[str, str, int]]:
         return {(row["task"], row["algo"], int(row["seed"])) for row in csv.DictReader(file)}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
-    except OSError:
-        return ""
-
-
 def run_one(task: str, algo: str, seed: int) -> dict[str, Any]:
     import torch as th
     from stable_baselines3.common.callbacks import BaseCallback
@@ -198,7 +173,7 @@ def run_one(task: str, algo: str, seed: int) -> dict[str, Any]:
             return True
 
         def _on_rollout_end(self) -> None:
-            episodes = list(self.model.ep_info_buffer)[-20:]
+            episodes = list(self.model.ep_info_buffer or [])[-20:]
             if episodes:
                 curve.append((self.num_timesteps, float(np.mean([info["r"] for info in episodes]))))
 
@@ -209,26 +184,11 @@ def run_one(task: str, algo: str, seed: int) -> dict[str, Any]:
     mean, std = evaluate(model)
     row = {"task": task, "algo": algo, "seed": seed, "timesteps": model.num_timesteps, "final_return": round(mean, 3),
            "final_return_std": round(std, 3), "eval_episodes": EVAL_EPISODES, "wall_s": round(wall, 1),
-           "cpu_s": round(cpu, 1), "started_utc": started, "commit": _commit()}  # fmt: skip
-    new = not RESULTS.exists()
-    with open(RESULTS, "a", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+           "cpu_s": round(cpu, 1), "started_utc": started, "commit": provenance().code_rev}  # fmt: skip
+    append_row(RESULTS, row)
     with gzip.open(CURVES, "at") as file:
         file.write(json.dumps({"task": task, "algo": algo, "seed": seed, "curve": curve}) + "\n")
     return row
-
-
-def _welch_p(a: list[float], b: list[float]) -> float:
-    from scipy import stats
-
-    if len(a) < 2 or len(b) < 2:
-        return math.nan
-    if np.std(a) == 0 and np.std(b) == 0:
-        return 1.0 if np.mean(a) == np.mean(b) else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def _curve_means() -> dict[tuple[str, str, int], float]:
@@ -253,7 +213,7 @@ def report() -> None:
     lines = [
         "# Policy families: TRPOPlus variants against the PPO variants",
         "",
-        f"Generated by `python benchmarks/families/run.py --report` from {len(rows)} runs in `results.csv`; protocol and "
+        f"Generated by `python -m benchmarks.families.run --report` from {len(rows)} runs in `results.csv`; protocol and "
         "comparison rule in the docstring of `run.py` (benchmark seeds 0-4, final score = mean return of 10 "
         "deterministic episodes; Welch's t-test, p < 0.05). Cells: mean ± sample std (seeds).",
         "",
@@ -283,7 +243,7 @@ def report() -> None:
             cpu = np.mean([float(runs[s]["cpu_s"]) for s in seeds]) / 60
             return f"{wall:.1f} / {cpu:.1f}"
 
-        p = _welch_p(score[trpo], score[ppo])
+        p = welch_p(score[trpo], score[ppo])  # two-sided
         diff = np.mean(score[trpo]) - np.mean(score[ppo])
         verdict = "matches" if p >= 0.05 else ("beats" if diff > 0 else "falls short")
         verdict = "too few seeds" if math.isnan(p) else verdict

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/learning/eval_spread.py results/trpo_plus/Pendulum-v1/seed0
-    python benchmarks/learning/eval_spread.py <run id> ... --episodes 200 --seed 12345
+    python -m benchmarks.learning.eval_spread results/trpo_plus/Pendulum-v1/seed0
+    python -m benchmarks.learning.eval_spread <run id> ... --episodes 200 --seed 12345
 
 For each finished run (named by its ``run`` id in ``data/runs.csv`` or ``data/sweep_runs.csv``), loads the
 final model the run saved in ``runs/`` (with its ``VecNormalize`` statistics when the task normalizes, frozen)
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run import scratch_dir
-from store import find_run
+
+from benchmarks.learning.run import scratch_dir
+from benchmarks.learning.store import find_run
 
 
 def saved_model(result: dict) -> tuple[Path, Path | None]:

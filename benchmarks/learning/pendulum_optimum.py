@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/learning/pendulum_optimum.py results/{sb3_contrib_trpo,trpo_plus}/Pendulum-v1/seed{0..9}
+    python -m benchmarks.learning.pendulum_optimum results/{sb3_contrib_trpo,trpo_plus}/Pendulum-v1/seed{0..9}
 
 A run's final score is the mean return of 10 deterministic episodes on an eval env that ``run.py`` seeds
 with the run's seed, after the learning-curve evaluations. Pendulum-v1 episodes always last 200 steps and
@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from store import find_run
+
+from benchmarks.learning.store import find_run
 
 G, M, L, DT, MAX_SPEED, MAX_TORQUE = 10.0, 1.0, 1.0, 0.05, 8.0, 2.0  # gymnasium's Pendulum-v1 defaults
 
@@ -165,8 +166,9 @@ def final_start_states(
 
     ``stats``: the run's VecNormalize statistics, which ``model`` needs to see its observations as in training.
     """
-    from eval_spread import run_env
     from stable_baselines3.common.evaluation import evaluate_policy
+
+    from benchmarks.learning.eval_spread import run_env
 
     # as the Zoo's create_envs; VecNormalize (frozen) changes the observations only, not the episodes' starts
     env = run_env(result, n_envs=result["n_eval_envs"], seed=result["seed"], stats=stats if model is not None else None)
@@ -232,7 +234,7 @@ def main() -> None:
         curve_rows = len(result["curve"])
         model, stats = None, None
         if args.check:
-            from eval_spread import algo_class, saved_model
+            from benchmarks.learning.eval_spread import algo_class, saved_model
 
             try:
                 model_path, stats = saved_model(result)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/learning/report.py
+    python -m benchmarks.learning.report
 
 Reads the benchmark's runs from ``data/runs.csv`` and their learning curves from ``data/curves.csv.gz``
 (``store.py``) and writes
@@ -43,8 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from run import ALGOS, ENVS, MUJOCO
-from store import Store
+
+from benchmarks.common.stats import iqm_intervals
+from benchmarks.learning.run import ALGOS, ENVS, MUJOCO
+from benchmarks.learning.store import Store
 
 HERE = Path(__file__).resolve().parent
 README = HERE.parent.parent / "README.md"
@@ -245,9 +247,6 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
     common = sorted(set.intersection(*(set(seeds[algo][env]) for algo in eligible for env in tasks)))
     if len(common) < min_seeds:
         return [f"Fewer than {min_seeds} seeds shared by every algorithm and MuJoCo task: no aggregate yet."], []
-    from rliable import library as rly
-    from rliable import metrics
-
     rand = random_scores(tasks)
     scores = {}
     for algo in eligible:
@@ -256,15 +255,7 @@ def iqm_aggregate(runs: list[dict[str, Any]], min_seeds: int) -> tuple[list[str]
             values = [seeds[algo][env][s] for s in common]
             columns.append([(v - rand[env]) / (REFERENCE[env] - rand[env]) for v in values])
         scores[algo] = np.array(columns).T  # (runs, tasks)
-    aggregate = lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_median(x), metrics.aggregate_mean(x)])  # noqa: E731
-    # A fixed bootstrap seed per algorithm, so that the same runs give the same intervals every time the report
-    # is rebuilt. rliable's StratifiedBootstrap draws its indices from numpy's global generator (its
-    # random_state argument does not reach those draws), so that is the one to seed.
-    points, intervals = {}, {}
-    for algo, algo_scores in scores.items():
-        np.random.seed(0)
-        estimate = rly.get_interval_estimates({algo: algo_scores}, aggregate, reps=2000)
-        points[algo], intervals[algo] = estimate[0][algo], estimate[1][algo]
+    points, intervals = iqm_intervals(scores, reps=2000, seed=0)  # fixed seed: the same runs, the same intervals
     lines = [
         f"Tasks: {', '.join(tasks)}; seeds {seed_list(common)} of each (those every algorithm has run on every task);"
         " normalized score = (score - random) / (reference - random).",
@@ -390,13 +381,13 @@ def write_report(runs: list[dict[str, Any]], out: Path = HERE, min_seeds: int = 
     lines = [
         "# Learning benchmark results",
         "",
-        f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} by `python benchmarks/learning/report.py` "
+        f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} by `python -m benchmarks.learning.report` "
         f"from {len(runs)} runs in `data/runs.csv` (see `results.csv` for every run).",
         "",
         "Protocol: RL Zoo env stack and hyperparameters (built by `rl_zoo3`'s `ExperimentManager`), one torch thread, "
         "final score = mean return of 10 deterministic episodes on a separate eval env whose `VecNormalize` "
         "statistics are a frozen copy of the training ones. Table cells: mean ± sample std across seeds "
-        "(number of seeds). Queue command: `python benchmarks/learning/run_queue.py --algo <algo>`. "
+        "(number of seeds). Queue command: `python -m benchmarks.learning.run_queue --algo <algo>`. "
         "The CPU is shared with other work (sometimes two benchmark runs at once): wall times are inflated and "
         "noisy; the per-process CPU time is the better cost measure (not recorded by the first runs).",
         "",

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/learning/run.py --algo sb3_contrib_trpo --env HalfCheetah-v5 --seed 0
+    python -m benchmarks.learning.run --algo sb3_contrib_trpo --env HalfCheetah-v5 --seed 0
 
 The environment stack and the model are built by the RL Zoo's own ``ExperimentManager``
 (``rl_zoo3.exp_manager``), exactly as ``python -m rl_zoo3.train --algo trpo --env <env> -conf <yml>
@@ -46,22 +46,21 @@ import argparse
 import contextlib
 import datetime as dt
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from store import BENCHMARK_TABLE, DATA_DIR, SMOKE_DIR, SWEEP_TABLE, Store, run_id
+from benchmarks.common.provenance import git_state as checkout_state
+from benchmarks.common.provenance import machine, versions
+from benchmarks.common.zoo import zoo_entries, zoo_file
+from benchmarks.learning.store import BENCHMARK_TABLE, DATA_DIR, SMOKE_DIR, SWEEP_TABLE, Store, run_id
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 RUNS_DIR = HERE / "runs"
 SWEEPS_DIR = HERE / "sweeps"
-ZOO_TRPO_YML = "rl_zoo3/hyperparams/trpo.yml"  # relative to site-packages; resolved at run time
-PLUS_YML = REPO / "hyperparams" / "trpo_plus.yml"
 
 CLASSIC = ["CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCarContinuous-v0", "LunarLanderContinuous-v3"]
 MUJOCO = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Swimmer-v5", "Ant-v5"]
@@ -124,18 +123,17 @@ def _action_dim(env_id: str) -> int:
 def resolve_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], str]:
     """The raw (unprocessed, Zoo-format) hyperparameter entry for ``algo`` on ``env_id`` and its source."""
     import rl_zoo3
-    import yaml
 
-    zoo_path = Path(rl_zoo3.__file__).parent / "hyperparams" / "trpo.yml"
-    zoo = yaml.safe_load(zoo_path.read_text())
-    if algo == "trpo_plus" and PLUS_YML.is_file():
-        plus = yaml.safe_load(PLUS_YML.read_text()) or {}
-        name = _zoo_entry_name(env_id, plus)
-        if name is not None:
-            return dict(plus[name]), f"hyperparams/trpo_plus.yml [{name}]"
+    if algo == "trpo_plus":
+        with contextlib.suppress(FileNotFoundError):
+            plus = zoo_entries("trpo_plus")
+            name = _zoo_entry_name(env_id, plus)
+            if name is not None:
+                return dict(plus[name]), f"hyperparams/trpo_plus.yml [{name}]"
+    zoo = zoo_entries("trpo")
     name = _zoo_entry_name(env_id, zoo)
     if name is None:
-        raise ValueError(f"no entry for {env_id} in {zoo_path}")
+        raise ValueError(f"no entry for {env_id} in {zoo_file('trpo')}")
     entry = dict(zoo[name])
     source = f"rl_zoo3 {rl_zoo3.__version__} hyperparams/trpo.yml [{name}]"
     if algo == "trpo_plus":
@@ -149,52 +147,10 @@ def resolve_hyperparams(algo: str, env_id: str) -> tuple[dict[str, Any], str]:
     return entry, source
 
 
-def versions() -> dict[str, str]:
-    import gymnasium
-    import numpy
-    import rl_zoo3
-    import sb3_contrib
-    import stable_baselines3
-    import torch
-
-    out = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "gymnasium": gymnasium.__version__,
-        "stable_baselines3": stable_baselines3.__version__,
-        "sb3_contrib": sb3_contrib.__version__,
-        "rl_zoo3": rl_zoo3.__version__,
-    }
-    for name in ("mujoco", "Box2D", "sb3_trpo_plus"):  # optional
-        with contextlib.suppress(Exception):
-            out[name] = __import__(name).__version__
-    return out
-
-
 def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):  # not a checkout
-            return ""
-
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "sb3_trpo_plus_dirty": bool(git("status", "--porcelain", "--", "sb3_trpo_plus", "hyperparams")),
-    }
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "n_cpus": os.cpu_count()}
+    """The commit of the code this process imports and whether its package tree has uncommitted changes."""
+    commit, dirty = checkout_state()
+    return {"commit": commit, "sb3_trpo_plus_dirty": dirty}
 
 
 def jsonable(value: Any) -> Any:
@@ -245,7 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     os.chdir(scratch)  # MuJoCo writes MUJOCO_LOG.TXT to the working directory: keep it out of the checkout
     conf_path = scratch / "hyperparams.yml"
     conf_path.write_text(yaml.safe_dump({args.env: entry}, sort_keys=True))
-    command = shlex.join([sys.executable, *sys.argv])
+    command = shlex.join([sys.executable, "-m", "benchmarks.learning.run", *sys.argv[1:]])
     print(f"== {args.algo} {args.env} seed {args.seed}\nhyperparameters from {source}: {entry}", flush=True)
 
     # What rl_zoo3.train does before building the ExperimentManager.

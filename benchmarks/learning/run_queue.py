@@ -2,13 +2,10 @@
 
 Usage::
 
-    python benchmarks/learning/run_queue.py --algo sb3_contrib_trpo            # everything for one algo (its seeds:
+    python -m benchmarks.learning.run_queue --algo sb3_contrib_trpo            # everything for one algo (its seeds:
                                                                                 # 0-9 classic control, 0-4 MuJoCo)
-    python benchmarks/learning/run_queue.py --env HalfCheetah-v5 --seeds 0 1 2  # one task, both algos
-    python benchmarks/learning/run_queue.py --dry-run                           # list what would run
-
-(Named ``run_queue.py``, not ``queue.py``: a script's folder comes first on ``sys.path`` and a
-``queue.py`` there would shadow the standard library's ``queue`` module.)
+    python -m benchmarks.learning.run_queue --env HalfCheetah-v5 --seeds 0 1 2  # one task, both algos
+    python -m benchmarks.learning.run_queue --dry-run                           # list what would run
 
 Order: classic control first (cheap), then the MuJoCo v5 tasks; within a task, seed by seed with the
 algorithms alternating, so that a partial queue gives comparable pairs. Each run is a fresh
@@ -34,8 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from run import ALGOS, ENVS, seeds_for
-from store import BENCHMARK_TABLE, CURVES, DATA_DIR, Store, run_id
+from benchmarks.learning.run import ALGOS, ENVS, seeds_for
+from benchmarks.learning.store import BENCHMARK_TABLE, CURVES, DATA_DIR, Store, run_id
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -133,7 +130,7 @@ def main() -> None:
     child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
     def report() -> None:
-        subprocess.call([sys.executable, str(HERE / "report.py")], cwd=REPO, env=child_env)
+        subprocess.call([sys.executable, "-m", "benchmarks.learning.report"], cwd=REPO, env=child_env)
 
     batches = Batches(args.commit, args.commit_every, "learning benchmark", None, report)
     try:
@@ -141,7 +138,7 @@ def main() -> None:
             if run_id(algo, env, seed) in store.done():  # finished meanwhile by someone else
                 continue
             log = LOGS / f"{algo}_{env}_seed{seed}.log"
-            cmd = [sys.executable, str(HERE / "run.py"), "--algo", algo, "--env", env, "--seed", str(seed)]
+            cmd = [sys.executable, "-m", "benchmarks.learning.run", "--algo", algo, "--env", env, "--seed", str(seed)]
             print(f"[{now()}] start {algo} {env} seed{seed} -> {log.relative_to(REPO)}", flush=True)
             t0 = time.perf_counter()
             with open(log, "w") as f:

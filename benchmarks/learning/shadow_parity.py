@@ -10,9 +10,9 @@ the run follows TRPOPlus only.
 
 Usage::
 
-    python benchmarks/learning/shadow_parity.py --env Hopper-v5 --steps 200000 --seed 0 --out shadow.csv
+    python -m benchmarks.learning.shadow_parity --env Hopper-v5 --steps 200000 --seed 0 --out shadow.csv
     # the shipped Ant-v5 entry's settings (gSDE, gamma 0.98, a 256x256 actor, no contact forces)
-    python benchmarks/learning/shadow_parity.py --env Ant-v5 --steps 100000 --drop-contact-forces --out ant.csv \
+    python -m benchmarks.learning.shadow_parity --env Ant-v5 --steps 100000 --drop-contact-forces --out ant.csv \
         --set gamma=0.98 use_sde=true sde_sample_freq=4 \
         "policy_kwargs=dict(log_std_init=-4, net_arch=dict(pi=[256, 256], vf=[64, 64]))"
 
@@ -34,13 +34,13 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from run import parse_overrides
 from sb3_contrib import TRPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecNormalize
 from torch.nn.utils import parameters_to_vector
 
+from benchmarks.learning.run import parse_overrides
 from sb3_trpo_plus import TRPOPlus
 from sb3_trpo_plus.wrappers import DropContactForces
 

@@ -2,8 +2,8 @@
 
 Usage::
 
-    python benchmarks/learning/update_stats.py sweeps/ant-nocfrc-pi256/trpo_plus/Ant-v5/seed100
-    python benchmarks/learning/update_stats.py <run id> --updates 6 --set cg_damping=0.08
+    python -m benchmarks.learning.update_stats sweeps/ant-nocfrc-pi256/trpo_plus/Ant-v5/seed100
+    python -m benchmarks.learning.update_stats <run id> --updates 6 --set cg_damping=0.08
 
 Loads a TRPOPlus run's final model and VecNormalize statistics (as ``eval_spread.py`` does: the run's env stack,
 with its entry's wrapper), trains it on for ``--updates`` more updates on ``n_envs`` fresh envs, and prints
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 
-from eval_spread import run_env, saved_model
-from run import parse_overrides
-from store import find_run
+from benchmarks.learning.eval_spread import run_env, saved_model
+from benchmarks.learning.run import parse_overrides
+from benchmarks.learning.store import find_run
 
 KEYS = [
     "train/kl",

@@ -32,13 +32,13 @@ updates must point the same way. It exits with status 1 when that check fails.
 
 Usage::
 
-    python benchmarks/speed/bench_speed.py                  # everything (~3 min on 2 cores)
-    python benchmarks/speed/bench_speed.py --runs 3 --readme  # three full runs: min/median/max ratios, README table
-    python benchmarks/speed/bench_speed.py --only threads --readme   # the default thread count, idle and busy
-    python benchmarks/speed/bench_speed.py --hog --no-write         # the timings with one CPU-bound process beside
-    python benchmarks/speed/bench_speed.py --only step,train --reps 15
-    python benchmarks/speed/bench_speed.py --profile        # where TRPOPlus's time goes (no results written)
-    python benchmarks/speed/bench_speed.py --code-ref HEAD  # the committed TRPOPlus, not the working tree's
+    python -m benchmarks.speed.bench_speed                  # everything (~3 min on 2 cores)
+    python -m benchmarks.speed.bench_speed --runs 3 --readme  # three full runs: min/median/max ratios, README table
+    python -m benchmarks.speed.bench_speed --only threads --readme   # the default thread count, idle and busy
+    python -m benchmarks.speed.bench_speed --hog --no-write         # the timings with one CPU-bound process beside
+    python -m benchmarks.speed.bench_speed --only step,train --reps 15
+    python -m benchmarks.speed.bench_speed --profile        # where TRPOPlus's time goes (no results written)
+    python -m benchmarks.speed.bench_speed --code-ref HEAD  # the committed TRPOPlus, not the working tree's
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ import gc
 import io
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -70,6 +69,9 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+
+from benchmarks.common.provenance import provenance
+from benchmarks.common.table import append_rows
 
 if TYPE_CHECKING:
     from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -95,8 +97,8 @@ CODE: dict[str, str] = {}
 def use_code_ref(ref: str) -> None:
     """
     Measure ``sb3_trpo_plus`` as committed at git revision ``ref`` instead of the working tree: export it with
-    ``git archive`` to a temporary folder put first on ``sys.path`` (and on ``PYTHONPATH`` for the memory
-    subprocesses). Must run before anything imports ``sb3_trpo_plus``.
+    ``git archive`` to a temporary folder put first on ``sys.path`` (the memory subprocesses get ``--code-ref`` too).
+    Must run before anything imports ``sb3_trpo_plus``.
     """
     assert "sb3_trpo_plus" not in sys.modules, "sb3_trpo_plus was imported before --code-ref took effect"
     sha = subprocess.run(
@@ -107,7 +109,7 @@ def use_code_ref(ref: str) -> None:
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(target, filter="data")
     sys.path.insert(0, target)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [target, os.environ.get("PYTHONPATH")]))
+    CODE["ref"] = sha
     CODE["label"] = f"commit {sha} (`--code-ref {ref}`, exported with git archive)"
 
 
@@ -578,13 +580,8 @@ def bench_threads(steps: int, reps: int, busy: bool, log: Callable, write: bool 
     path = HERE / "threads.csv"
     columns = ["date", "case", "algo", "busy", "torch_default_threads", "steps", "median_s", "min_s", "max_s", "n_reps"]
     columns += ["steps_per_s", "speedup_vs_sb3", "load"]
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({key: (f"{value:.4g}" if isinstance(value, float) else value) for key, value in row.items()})
+    cell = lambda value: f"{value:.4g}" if isinstance(value, float) else value  # noqa: E731
+    append_rows(path, [{key: cell(row[key]) for key in columns} for row in rows])
     log(f"  appended to {path}")
     return rows
 
@@ -631,9 +628,10 @@ def bench_memory(algos: list[str], repeats: int, log: Callable) -> list[dict[str
     results: dict[str, list[dict[str, int]]] = defaultdict(list)
     for _ in range(repeats):
         for algo in algos:
-            out = subprocess.run(
-                [sys.executable, __file__, "--memory-child", algo], capture_output=True, text=True, check=True
-            )
+            child = [sys.executable, "-m", "benchmarks.speed.bench_speed", "--memory-child", algo]
+            if "ref" in CODE:
+                child += ["--code-ref", CODE["ref"]]
+            out = subprocess.run(child, capture_output=True, text=True, check=True, cwd=REPO)
             results[algo].append(json.loads(out.stdout.strip().splitlines()[-1]))
     rows = []
     sb3_delta = statistics.median(r["peak_kb"] - r["baseline_kb"] for r in results[SB3])
@@ -659,12 +657,41 @@ def bench_memory(algos: list[str], repeats: int, log: Callable) -> list[dict[str
 
 
 # ----------------------------------------------------------------------------------------- profile
+#: The public fast-path functions: TRPOPlus calls each through the module attribute ``sb3_trpo_plus.fast_paths.<name>``,
+#: so the profiler wraps that attribute. A missing one is an error (the profile would silently lose a section).
+FAST_PATH_FUNCTIONS = {
+    "decide": "  fast_paths.decide (all calls)",
+    "rollout_forward": " fast_paths.rollout_forward (layout, once per rollout)",
+    "collect_rollouts": " fast_paths.collect_rollouts (the fast rollout loop)",
+    "fisher_vector_product": "  fast_paths.fisher_vector_product (setup)",
+    "fit_critic": " fast_paths.fit_critic (critic minibatch loop)",
+}
+
+
+def require(owner: Any, names: Any, what: str) -> None:
+    """Raise an error naming every one of ``names`` that ``owner`` lacks (``what`` names the owner)."""
+    missing = [name for name in names if not hasattr(owner, name)]
+    if missing:
+        raise AttributeError(
+            f"bench_speed.py --profile: {what} has no {', '.join(missing)}; the profile wraps these by name, "
+            "update it to the code's functions"
+        )
+
+
+_INHERITED = object()  # an attribute that SectionTimer.patch found on the owner's class, not the owner
+
+
 class SectionTimer:
     """Accumulates wall time of wrapped callables (exclusive of nothing: nested sections overlap)."""
 
     def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def add(self, name: str, seconds: float) -> None:
+        self.total[name] += seconds
+        self.calls[name] += 1
 
     def wrap(self, name: str, fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -673,98 +700,117 @@ class SectionTimer:
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.total[name] += time.perf_counter() - start
-                self.calls[name] += 1
+                self.add(name, time.perf_counter() - start)
 
         return wrapper
 
-    def patch(self, owner: Any, attribute: str, name: str | None = None) -> None:
-        setattr(owner, attribute, self.wrap(name or attribute, getattr(owner, attribute)))
+    def patch(self, owner: Any, attribute: str, name: str | None = None, wrapper: Callable | None = None) -> None:
+        """Replace ``owner.attribute`` by its timed wrapper (or by ``wrapper``) until :meth:`restore`; an error if
+        ``owner`` has no such attribute."""
+        require(owner, [attribute], getattr(owner, "__name__", type(owner).__name__))
+        original = getattr(owner, attribute)
+        self._saved.append((owner, attribute, vars(owner).get(attribute, _INHERITED)))
+        setattr(owner, attribute, wrapper or self.wrap(name or attribute, original))
+
+    def restore(self) -> None:
+        """Undo every :meth:`patch`, last first (an attribute that was inherited is deleted again)."""
+        for owner, attribute, own in reversed(self._saved):
+            if own is _INHERITED:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, own)
+        self._saved.clear()
 
     def report(self, whole: float, reps: int, log: Callable) -> None:
-        log(f"    {'section':44s} {'ms/update':>10s} {'share':>7s} {'calls/update':>13s}")
+        log(f"    {'section':52s} {'ms/update':>10s} {'share':>7s} {'calls/update':>13s}")
         for name, total in sorted(self.total.items(), key=lambda item: -item[1]):
-            log(f"    {name:44s} {total / reps * 1e3:10.2f} {total / whole:7.1%} {self.calls[name] / reps:13.1f}")
+            log(f"    {name:52s} {total / reps * 1e3:10.2f} {total / whole:7.1%} {self.calls[name] / reps:13.1f}")
+
+
+def patch_fast_paths(timer: SectionTimer) -> None:
+    """Wrap :data:`FAST_PATH_FUNCTIONS` on ``sb3_trpo_plus.fast_paths``; the closed-form Fisher-vector product that
+    ``fisher_vector_product`` returns is timed too, product by product."""
+    from sb3_trpo_plus import fast_paths
+
+    require(fast_paths, FAST_PATH_FUNCTIONS, "sb3_trpo_plus.fast_paths")
+    build_fvp = fast_paths.fisher_vector_product
+
+    @functools.wraps(build_fvp)
+    def fisher_vector_product(*args, **kwargs):
+        start = time.perf_counter()
+        built = build_fvp(*args, **kwargs)
+        timer.add(FAST_PATH_FUNCTIONS["fisher_vector_product"], time.perf_counter() - start)
+        if built is None:
+            return None
+        ordered, fvp = built
+        return ordered, timer.wrap("  fisher-vector product (closed form)", fvp)
+
+    for name, label in FAST_PATH_FUNCTIONS.items():
+        timer.patch(fast_paths, name, label, fisher_vector_product if name == "fisher_vector_product" else None)
 
 
 def profile_trpo_plus(log: Callable) -> None:
     """Section timings of TRPOPlus in the step, train() and learn() benchmarks (wrapping adds ~1 us per call)."""
-    from stable_baselines3.common import buffers, on_policy_algorithm, policies
+    from stable_baselines3.common import buffers, policies
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    import sb3_trpo_plus.natural_gradient as ng
     import sb3_trpo_plus.trpo_plus as tp
+    from sb3_trpo_plus import TRPOPlus
 
+    # Sections inside TRPOPlus that are not a public interface: profiled where they exist, and said where not.
+    internal = ("_policy_step", "_critic_step", "_non_finite_rollout", "_distribution", "_autograd_fisher_vector_product")
+    absent = [name for name in internal if not hasattr(TRPOPlus, name)]
+    absent += [f"trpo_plus.{name}" for name in ("conjugate_gradient", "backtracking_line_search") if not hasattr(tp, name)]
+    if absent:
+        log(f"  not profiled (no longer in TRPOPlus / sb3_trpo_plus.trpo_plus): {', '.join(absent)}")
     for benchmark, case, reps in (("step", STEP_SMALL, 20), ("step", STEP_LARGE, 3), ("train", TRAIN_ZOO, 10)):
         timer = SectionTimer()
         contestant = build_contestants(case, [PLUS])[0]
         timed_train(contestant, 0)  # warm-up
         model = contestant.model
-        originals: dict[str, Callable[..., Any]] = {
-            "gauss_newton_fvp": ng.gauss_newton_fvp,
-            "conjugate_gradient": tp.conjugate_gradient,
-            "backtracking_line_search": tp.backtracking_line_search,
-        }
-
-        def fvp_factory(*args, timer=timer, originals=originals, **kwargs):
-            start = time.perf_counter()
-            fvp = originals["gauss_newton_fvp"](*args, **kwargs)
-            timer.total["  fvp setup"] += time.perf_counter() - start
-            timer.calls["  fvp setup"] += 1
-            return timer.wrap("  fisher-vector product", fvp)
-
-        def wrap_fvp_method(method, closed_form: bool, timer=timer):
-            # TRPOPlus versions with their own FVP builders: time the setup and every product.
-            def builder(*args, **kwargs):
-                start = time.perf_counter()
-                built = method(*args, **kwargs)
-                timer.total["  fvp setup"] += time.perf_counter() - start
-                timer.calls["  fvp setup"] += 1
-                if built is None:
-                    return None
-                if closed_form:
-                    ordered, fvp = built
-                    return ordered, timer.wrap("  fisher-vector product (closed form)", fvp)
-                return timer.wrap("  fisher-vector product (autograd)", built)
-
-            return builder
-
+        patch_fast_paths(timer)
+        for attr, name in (
+            ("conjugate_gradient", " conjugate_gradient (incl. FVPs)"),
+            ("backtracking_line_search", " line search"),
+        ):
+            if hasattr(tp, attr):
+                timer.patch(tp, attr, name)
         if hasattr(model, "_autograd_fisher_vector_product"):
-            model._autograd_fisher_vector_product = wrap_fvp_method(model._autograd_fisher_vector_product, False)
-        else:
-            tp.gauss_newton_fvp = fvp_factory
-        if hasattr(model, "_mlp_fisher_vector_product"):
-            model._mlp_fisher_vector_product = wrap_fvp_method(model._mlp_fisher_vector_product, True)
-        tp.conjugate_gradient = timer.wrap(" conjugate_gradient (incl. FVPs)", originals["conjugate_gradient"])
-        tp.backtracking_line_search = timer.wrap(" line search", originals["backtracking_line_search"])
+            autograd_fvp = model._autograd_fisher_vector_product
+
+            def timed_autograd_fvp(*args, timer=timer, build=autograd_fvp, **kwargs):
+                start = time.perf_counter()
+                fvp = build(*args, **kwargs)
+                timer.add("  fvp setup (autograd)", time.perf_counter() - start)
+                return timer.wrap("  fisher-vector product (autograd)", fvp)
+
+            timer.patch(model, "_autograd_fisher_vector_product", wrapper=timed_autograd_fvp)
         for attr, name in (
             ("_policy_step", "_policy_step"),
             ("_critic_step", "_critic_step"),
-            ("_fit_linear_chain", " _fit_linear_chain (critic minibatch loop)"),
             ("_non_finite_rollout", "_non_finite_rollout"),
             ("_distribution", "  policy.get_distribution (all calls)"),
         ):
             if hasattr(model, attr):
-                setattr(model, attr, timer.wrap(name, getattr(model, attr)))
-        model.rollout_buffer.get = timer.wrap("rollout_buffer.get", model.rollout_buffer.get)
+                timer.patch(model, attr, name)
+        timer.patch(model.rollout_buffer, "get", "rollout_buffer.get")
         whole = 0.0
-        for rep in range(reps):
-            whole += timed_train(contestant, rep)
-        tp.gauss_newton_fvp = originals["gauss_newton_fvp"]
-        tp.conjugate_gradient = originals["conjugate_gradient"]
-        tp.backtracking_line_search = originals["backtracking_line_search"]
+        try:
+            for rep in range(reps):
+                whole += timed_train(contestant, rep)
+        finally:
+            timer.restore()
         log(f"  TRPOPlus {benchmark} {case.name}: train() {whole / reps * 1e3:.1f} ms per call")
         timer.report(whole, reps, log)
 
     # learn(): rollout collection vs train()
-    from sb3_trpo_plus import TRPOPlus
-
     timer = SectionTimer()
     env = make_halfcheetah_stack(seed=0)
     model = make_model(PLUS, env, dict(e2e_kwargs(), seed=0), TARGET_KL_PER_DIM["train"])
     model.learn(2048)
-    patches = [
-        (on_policy_algorithm.OnPolicyAlgorithm, "collect_rollouts", "collect_rollouts"),
+    patch_fast_paths(timer)
+    for owner, attr, name in (
+        (TRPOPlus, "collect_rollouts", "collect_rollouts"),
         (TRPOPlus, "train", "train"),
         (policies.ActorCriticPolicy, "forward", " policy forward (SB3's ActorCriticPolicy.forward)"),
         (VecNormalize, "step_wait", " VecNormalize.step_wait (incl. envs)"),
@@ -774,18 +820,15 @@ def profile_trpo_plus(log: Callable) -> None:
         (buffers.RolloutBuffer, "compute_returns_and_advantage", " compute_returns_and_advantage"),
         (VecNormalize, "normalize_obs", "  VecNormalize.normalize_obs"),
         (VecNormalize, "normalize_reward", "  VecNormalize.normalize_reward"),
-    ]
-    if hasattr(TRPOPlus, "_mlp_forward"):  # TRPOPlus's closed-form rollout forward, where it has one
-        patches.append((TRPOPlus, "_mlp_forward", " policy forward (TRPOPlus._mlp_forward)"))
-    saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in patches]
-    for owner, attr, name in patches:
+    ):
         timer.patch(owner, attr, name)
     steps = 20480
     start = time.perf_counter()
-    model.learn(steps, reset_num_timesteps=True)
+    try:
+        model.learn(steps, reset_num_timesteps=True)
+    finally:
+        timer.restore()
     whole = time.perf_counter() - start
-    for owner, attr, original in saved:
-        setattr(owner, attr, original)
     updates = steps // 2048
     log(f"  TRPOPlus learn() HalfCheetah-v5 {steps} steps: {whole:.2f} s ({steps / whole:.0f} steps/s), per update:")
     timer.report(whole, updates, log)
@@ -817,39 +860,22 @@ CSV_COLUMNS = [
 
 
 def machine_info() -> dict[str, str]:
-    import sb3_contrib
-    import stable_baselines3
-
-    import sb3_trpo_plus
-
-    model = platform.processor()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "sb3_trpo_plus"], capture_output=True, text=True
-        ).stdout.strip()
-        code = f"working tree at commit {commit}" + (" with uncommitted changes in sb3_trpo_plus/" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        code = "unknown"
-    code = CODE.get("label", code)
+    """The machine, the versions and the code measured, for RESULTS.md and the README's table."""
+    stamp = provenance(REPO)
+    code = f"working tree at commit {stamp.commit[:7]}" if stamp.commit else "unknown"
+    if stamp.dirty:
+        code += " with uncommitted changes in sb3_trpo_plus/ or hyperparams/"
     return {
-        "cpu": model,
-        "cores": str(os.cpu_count()),
+        "cpu": stamp.machine["cpu"],
+        "cores": str(stamp.machine["n_cpus"]),
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "torch": th.__version__,
+        "torch": stamp.versions["torch"],
         "torch_threads": str(th.get_num_threads()),
-        "stable_baselines3": stable_baselines3.__version__,
-        "sb3_contrib": sb3_contrib.__version__,
-        "sb3_trpo_plus": getattr(sb3_trpo_plus, "__version__", "?"),
-        "code": code,
-        "python": platform.python_version(),
+        "stable_baselines3": stamp.versions.get("stable_baselines3", "?"),
+        "sb3_contrib": stamp.versions.get("sb3_contrib", "?"),
+        "sb3_trpo_plus": stamp.versions.get("sb3_trpo_plus", "?"),
+        "code": CODE.get("label", code),
+        "python": stamp.versions["python"],
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -1197,12 +1223,12 @@ def main() -> int:
         for busy in (False, True):
             thread_rows += bench_threads(args.threads_steps, args.e2e_reps, busy, log, write=not args.no_write)
         if args.readme and not args.no_write:
-            command = "python benchmarks/speed/bench_speed.py" + "".join(f" {arg}" for arg in sys.argv[1:])
+            command = "python -m benchmarks.speed.bench_speed" + "".join(f" {arg}" for arg in sys.argv[1:])
             write_readme_threads(thread_rows, command)
             log("rewrote the README's threads-table block")
     elapsed = time.perf_counter() - started
     if not args.no_write and rows:
-        command = "python benchmarks/speed/bench_speed.py" + "".join(f" {arg}" for arg in sys.argv[1:])
+        command = "python -m benchmarks.speed.bench_speed" + "".join(f" {arg}" for arg in sys.argv[1:])
         info = machine_info()
         write_outputs(rows, checks, info, command, elapsed)
         log(f"wrote {HERE / 'results.csv'}, {HERE / 'RESULTS.md'}, {HERE / 'speedup.png'}")

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/speed/profile_details.py fvp        # torch.profiler: operators of one Fisher-vector product
-    python benchmarks/speed/profile_details.py critic     # cProfile: the critic's minibatch loop (train() at Zoo settings)
-    python benchmarks/speed/profile_details.py rollout    # cProfile: collect_rollouts on HalfCheetah-v5 + VecNormalize
-    python benchmarks/speed/profile_details.py fvp-sizes  # FVP time vs batch size / width, and one forward+backward
+    python -m benchmarks.speed.profile_details fvp        # torch.profiler: operators of one Fisher-vector product
+    python -m benchmarks.speed.profile_details critic     # cProfile: the critic's minibatch loop (train() at Zoo settings)
+    python -m benchmarks.speed.profile_details rollout    # cProfile: collect_rollouts on HalfCheetah-v5 + VecNormalize
+    python -m benchmarks.speed.profile_details fvp-sizes  # FVP time vs batch size / width, and one forward+backward
     (append ``--code-ref HEAD`` to profile the committed code instead of the working tree)
 
 Single torch thread, as in the benchmark. Prints to stdout; findings are summarized in PROFILE.md.
@@ -17,13 +17,11 @@ import cProfile
 import pstats
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch as th
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_speed as bench
+from benchmarks.speed import bench_speed as bench
 
 
 def _fvp_for(case: bench.Case, algo: str = bench.PLUS):

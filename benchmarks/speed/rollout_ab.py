@@ -5,32 +5,22 @@ stack (``gym.make`` -> DummyVecEnv + Monitor, one env) and the Zoo's (DummyVecEn
 torch thread. The torch variant is the same code with ``fast_paths.NUMPY = False``. One row per timed ``learn()``
 is appended to ``rollout_ab.csv``; the summary prints medians and their ratio.
 
-    python benchmarks/speed/rollout_ab.py --reps 3
+    python -m benchmarks.speed.rollout_ab --reps 3
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common.provenance import provenance
+from benchmarks.common.table import append_rows
+
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "rollout_ab.csv"
-FIELDS = ["run", "stack", "forward", "rep", "steps", "learn_s", "load_1min", "code_rev"]
-
-
-def code_rev() -> str:
-    """The commit of the checkout (``+dirty`` when ``sb3_trpo_plus/`` has changes)."""
-    import subprocess
-
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "sb3_trpo_plus"], cwd=HERE.parent.parent, capture_output=True, text=True
-    )
-    return head + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def build(stack: str) -> Any:
@@ -52,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20480)
+    parser.add_argument("--table", type=Path, default=TABLE, help="the table the timings are appended to")
     args = parser.parse_args()
     import numpy as np
     import torch as th
@@ -60,7 +51,7 @@ def main() -> None:
 
     th.set_num_threads(1)
     run = time.strftime("%Y%m%dT%H%M%S")
-    rev = code_rev()
+    rev = provenance().code_rev
     rows = []
     for stack in ("one-liner", "zoo"):
         for rep in range(-1, args.reps):  # rep -1: warm-up, not recorded
@@ -84,12 +75,7 @@ def main() -> None:
                         }
                     )
     fast_paths.NUMPY = True
-    new = not TABLE.exists()
-    with open(TABLE, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_rows(args.table, rows)
     for stack in ("one-liner", "zoo"):
         medians = {
             f: float(np.median([r["learn_s"] for r in rows if r["stack"] == stack and r["forward"] == f]))

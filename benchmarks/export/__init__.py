@@ -1,0 +1,1 @@
+"""Inference latency of an exported ONNX policy against ``model.predict``."""

@@ -1,0 +1,1 @@
+"""RecurrentTRPOPlus and MaskableTRPOPlus against RecurrentPPO and MaskablePPO."""
