@@ -251,17 +251,14 @@ def test_vec_normalize_statistics_are_folded_in(tmp_path: Path) -> None:
         export_onnx(loaded, tmp_path / "x.onnx", vec_normalize=3)  # type: ignore[arg-type]
 
 
-def test_a_model_saved_before_normalization_exports() -> None:
+def test_a_model_saved_before_normalization_exports(tmp_path: Path) -> None:
     """The file saved by ffd9cac (no statistics in the model) exports and gives the actions it gave then."""
     expected = np.load(DATA / "trpo_plus_ffd9cac_pendulum.npz")
     model = TRPOPlus.load(DATA / "trpo_plus_ffd9cac_pendulum.zip")
-    path = Path(DATA.parent / "__export_ffd9cac.onnx")
-    try:
-        result = export_onnx(model, path, value=True, n_sampled=32)
-        assert result is not None and result.passed
-        actions, values = ort.InferenceSession(str(path)).run(None, {"obs": expected["obs"]})
-    finally:
-        path.unlink(missing_ok=True)
+    path = tmp_path / "ffd9cac.onnx"
+    result = export_onnx(model, path, value=True, n_sampled=32)
+    assert result is not None and result.passed
+    actions, values = ort.InferenceSession(str(path)).run(None, {"obs": expected["obs"]})
     np.testing.assert_allclose(actions, expected["actions"], atol=1e-5)
     np.testing.assert_allclose(values, expected["values"], rtol=1e-5, atol=1e-5)
 
