@@ -375,11 +375,15 @@ def test_the_rollout_check_reads_masks_through_wrappers() -> None:
     from sb3_contrib.common.envs import InvalidActionEnvDiscrete
 
     from sb3_trpo_plus import MaskableTRPOPlus
-    from sb3_trpo_plus.export import _rollout
+    from sb3_trpo_plus.export import MaskedExport, export_family
+    from sb3_trpo_plus.export.check import rollout
 
     model = build("MaskableTRPOPlus", "MlpPolicy", lambda: InvalidActionEnvDiscrete(dim=6, n_invalid_actions=2), {})
     assert isinstance(model, MaskableTRPOPlus)
+    family = export_family(model.policy)
+    assert isinstance(family, MaskedExport)
     wrapped = gym.wrappers.TimeLimit(InvalidActionEnvDiscrete(dim=6, n_invalid_actions=2), max_episode_steps=50)
-    _, masks, _, _ = _rollout(model.policy, "masked", wrapped, 16, 0, lambda obs: obs)
+    _, inputs = rollout(family, wrapped, 16, 0, lambda obs: obs)
+    masks = inputs.get("action_mask")
     assert masks is not None and masks.shape == (16, 6)
     assert (masks.sum(axis=1) == 4).all()  # 2 of the 6 actions are invalid at every step
