@@ -387,3 +387,25 @@ def test_the_rollout_check_reads_masks_through_wrappers() -> None:
     masks = inputs.get("action_mask")
     assert masks is not None and masks.shape == (16, 6)
     assert (masks.sum(axis=1) == 4).all()  # 2 of the 6 actions are invalid at every step
+
+
+def test_every_family_has_one_export_class() -> None:
+    """The family dispatch is one table: each family of sb3_trpo_plus.families has its class, chosen by policy_family."""
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from sb3_trpo_plus import families
+    from sb3_trpo_plus.export import EXPORT_FAMILIES, MaskedExport, PlainExport, RecurrentExport, export_family
+
+    assert set(EXPORT_FAMILIES) == set(families.FAMILIES)
+    assert all(cls.name == name for name, cls in EXPORT_FAMILIES.items())
+    space = gym.spaces.Box(-1.0, 1.0, (3,))
+    actions = gym.spaces.Discrete(2)
+    for policy_class, expected in (
+        (ActorCriticPolicy, PlainExport),
+        (MaskableActorCriticPolicy, MaskedExport),
+        (RecurrentActorCriticPolicy, RecurrentExport),
+    ):
+        family = export_family(policy_class(space, actions, lambda _: 0.0))
+        assert type(family) is expected
