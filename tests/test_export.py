@@ -251,17 +251,14 @@ def test_vec_normalize_statistics_are_folded_in(tmp_path: Path) -> None:
         export_onnx(loaded, tmp_path / "x.onnx", vec_normalize=3)  # type: ignore[arg-type]
 
 
-def test_a_model_saved_before_normalization_exports() -> None:
+def test_a_model_saved_before_normalization_exports(tmp_path: Path) -> None:
     """The file saved by ffd9cac (no statistics in the model) exports and gives the actions it gave then."""
     expected = np.load(DATA / "trpo_plus_ffd9cac_pendulum.npz")
     model = TRPOPlus.load(DATA / "trpo_plus_ffd9cac_pendulum.zip")
-    path = Path(DATA.parent / "__export_ffd9cac.onnx")
-    try:
-        result = export_onnx(model, path, value=True, n_sampled=32)
-        assert result is not None and result.passed
-        actions, values = ort.InferenceSession(str(path)).run(None, {"obs": expected["obs"]})
-    finally:
-        path.unlink(missing_ok=True)
+    path = tmp_path / "ffd9cac.onnx"
+    result = export_onnx(model, path, value=True, n_sampled=32)
+    assert result is not None and result.passed
+    actions, values = ort.InferenceSession(str(path)).run(None, {"obs": expected["obs"]})
     np.testing.assert_allclose(actions, expected["actions"], atol=1e-5)
     np.testing.assert_allclose(values, expected["values"], rtol=1e-5, atol=1e-5)
 
@@ -378,11 +375,37 @@ def test_the_rollout_check_reads_masks_through_wrappers() -> None:
     from sb3_contrib.common.envs import InvalidActionEnvDiscrete
 
     from sb3_trpo_plus import MaskableTRPOPlus
-    from sb3_trpo_plus.export import _rollout
+    from sb3_trpo_plus.export import MaskedExport, export_family
+    from sb3_trpo_plus.export.check import rollout
 
     model = build("MaskableTRPOPlus", "MlpPolicy", lambda: InvalidActionEnvDiscrete(dim=6, n_invalid_actions=2), {})
     assert isinstance(model, MaskableTRPOPlus)
+    family = export_family(model.policy)
+    assert isinstance(family, MaskedExport)
     wrapped = gym.wrappers.TimeLimit(InvalidActionEnvDiscrete(dim=6, n_invalid_actions=2), max_episode_steps=50)
-    _, masks, _, _ = _rollout(model.policy, "masked", wrapped, 16, 0, lambda obs: obs)
+    _, inputs = rollout(family, wrapped, 16, 0, lambda obs: obs)
+    masks = inputs.get("action_mask")
     assert masks is not None and masks.shape == (16, 6)
     assert (masks.sum(axis=1) == 4).all()  # 2 of the 6 actions are invalid at every step
+
+
+def test_every_family_has_one_export_class() -> None:
+    """The family dispatch is one table: each family of sb3_trpo_plus.families has its class, chosen by policy_family."""
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from sb3_trpo_plus import families
+    from sb3_trpo_plus.export import EXPORT_FAMILIES, MaskedExport, PlainExport, RecurrentExport, export_family
+
+    assert set(EXPORT_FAMILIES) == set(families.FAMILIES)
+    assert all(cls.name == name for name, cls in EXPORT_FAMILIES.items())
+    space = gym.spaces.Box(-1.0, 1.0, (3,))
+    actions = gym.spaces.Discrete(2)
+    for policy_class, expected in (
+        (ActorCriticPolicy, PlainExport),
+        (MaskableActorCriticPolicy, MaskedExport),
+        (RecurrentActorCriticPolicy, RecurrentExport),
+    ):
+        family = export_family(policy_class(space, actions, lambda _: 0.0))
+        assert type(family) is expected
