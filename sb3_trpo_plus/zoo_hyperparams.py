@@ -16,7 +16,8 @@ from typing import Any
 from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_trpo_plus import families
-from sb3_trpo_plus.trpo_plus import SCHEDULE_ARGUMENTS, TRPOPlus, check_arguments
+from sb3_trpo_plus.arguments import SCHEDULE_ARGUMENTS, check_arguments
+from sb3_trpo_plus.trpo_plus import TRPOPlus
 from sb3_trpo_plus.validation import InvalidArgumentError
 
 #: The Zoo name of :class:`~sb3_trpo_plus.TRPOPlus`, the default of the functions below

@@ -58,3 +58,10 @@ def test_readme_environment_runs_the_readme_test_commands() -> None:
     assert commands, "the README shows no test command"
     for test_file in commands:
         assert (ROOT / test_file).is_file(), test_file
+
+
+def test_every_subpackage_is_shipped() -> None:
+    """pyproject.toml lists the packages the wheel ships: every folder of sb3_trpo_plus with an ``__init__.py``."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "sb3_trpo_plus").rglob("__init__.py")}
+    assert found <= listed, f"not shipped in the wheel: {sorted(found - listed)}"
