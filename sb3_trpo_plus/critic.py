@@ -139,6 +139,22 @@ def select_value_normalization(setting: Setting, env: VecEnv | None, policy: nn.
     return False, f"critic on the returns' own scale: {reason}"
 
 
+def start_at_zero(policy: nn.Module) -> None:
+    """
+    Set the value head of a new policy whose critic works on the normalized scale to zero (weights and bias), so that
+    the first rollout's values are 0 whatever the reward's units: its advantages are then the rewards' own (times
+    any unit), and at the first fit the head's normalized coordinates ``(0, -mean / std)`` are the same in any unit.
+    With normalized advantages, every update is then the same for rewards times any c > 0 (up to float rounding and
+    the floors: the advantages' 1e-8, :data:`MIN_RETURN_STD`). SB3's own initialization draws the head (gain 1)
+    before this, so torch's random stream is used as before.
+    """
+    head = value_head(policy)
+    if head is not None:
+        with th.no_grad():
+            head.weight.zero_()
+            head.bias.zero_()  # type: ignore[union-attr]
+
+
 @contextlib.contextmanager
 def fitting_scale(statistics: RunningMeanStd | None, policy: nn.Module, returns: np.ndarray) -> Iterator[ValueScale]:
     """

@@ -367,6 +367,8 @@ class TRPOPlus(OnPolicyAlgorithm):
         if self._values_normalized is None:
             self._values_normalized, note = critic.select_value_normalization(self.normalize_values, self.env, self.policy)
             self._say(note)
+            if self._values_normalized:  # a new model (a loaded one brings its values): the same updates in any units
+                critic.start_at_zero(self.policy)
         if self._values_normalized and self.value_normalizer is None:
             self.value_normalizer = RunningMeanStd(shape=())
         if self.fast_paths:
