@@ -150,6 +150,7 @@ def build(family: str, policy: str, factory: Callable[[], gym.Env], kwargs: dict
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "policy", "factory", "kwargs", "export"), _cases())
 def test_export_matches_predict(
     family: str, policy: str, factory: Callable[[], gym.Env], kwargs: dict[str, Any], export: dict[str, Any], tmp_path: Path
@@ -220,6 +221,7 @@ def test_statistics_in_the_policy_are_in_the_graph(tmp_path: Path) -> None:
     assert session.get_inputs()[0].type == "tensor(double)"  # the observation space's dtype, as predict takes it
 
 
+@pytest.mark.slow
 def test_vec_normalize_statistics_are_folded_in(tmp_path: Path) -> None:
     """A model trained behind VecNormalize: the env's statistics (or VecNormalize.save's file) go into the graph, so it
     takes raw observations; without them the result says what the graph expects."""
@@ -263,6 +265,7 @@ def test_a_model_saved_before_normalization_exports(tmp_path: Path) -> None:
     np.testing.assert_allclose(values, expected["values"], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_fresh_process_with_only_onnxruntime_and_numpy(tmp_path: Path) -> None:
     model = build("TRPOPlus", "MlpPolicy", lambda: gym.make("Pendulum-v1"), {})
     export_onnx(model, tmp_path / "policy.onnx", n_sampled=16)
@@ -322,6 +325,7 @@ def test_a_missing_extra_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         export_onnx(TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=32, batch_size=32), tmp_path / "x.onnx")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["TRPOPlus", "MaskableTRPOPlus", "RecurrentTRPOPlus"])
 def test_the_command_exports_and_prints_the_comparison(
     family: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -348,6 +352,7 @@ def test_the_command_exports_and_prints_the_comparison(
     assert "error: Invalid log_std=True" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_dash_m_dispatches_export(tmp_path: Path) -> None:
     TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=32, batch_size=32).save(tmp_path / "model.zip")
     done = subprocess.run(

@@ -307,9 +307,9 @@ def test_compiled_policy_trains_as_sb3_contrib_does() -> None:
 def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(
     env_id: str, n_envs: int, numpy_forms: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fast_paths, "NUMPY", numpy_forms)  # False: the torch closed forms (a GPU policy's)
     """Same seed, both loops: the same transitions, values, log-probabilities and returns (time-outs bootstrapped),
     and callbacks see the same local names."""
+    monkeypatch.setattr(fast_paths, "NUMPY", numpy_forms)  # False: the torch closed forms (a GPU policy's)
     buffers, seen = {}, {}
 
     class Locals(BaseCallback):
@@ -334,8 +334,42 @@ def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(
     assert seen[False] - {"self"} <= seen[True]  # SB3's local names (its ``self`` is our ``model``)
 
 
+#: the two ways a CPU policy gets the torch closed form of the rollout forward rather than the NumPy one: the NumPy
+#: forms switched off (``fast_paths.NUMPY = False``, one env), or more envs than the NumPy form serves
+TORCH_FORM_ROUTES = ["numpy_off", "many_envs"]
+
+
+def torch_rollout_forward(
+    plan: fast_paths.Plan, route: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Callable[[th.Tensor], tuple[th.Tensor, th.Tensor, th.Tensor]], list[LinearChain]]:
+    """The torch closed form of the rollout forward of the plan's policy, reached by ``route``
+    (:data:`TORCH_FORM_ROUTES`), and a spy on :meth:`LinearChain.run`: the list of the chains it ran for, since it was
+    built. The torch form runs the actor's and the critic's chain at each call; the NumPy form runs neither (it
+    multiplies its own copies of their weights)."""
+    n_envs = 1
+    if route == "numpy_off":
+        monkeypatch.setattr(fast_paths, "NUMPY", False)
+    else:
+        n_envs = fast_paths.NUMPY_MAX_ENVS + 1
+    forward = fast_paths.rollout_forward(plan, n_envs=n_envs)
+    assert not isinstance(forward, fast_paths.Declined)
+    assert not getattr(forward, "takes_numpy", False)  # collect_rollouts would hand it NumPy observations
+    ran: list[LinearChain] = []
+    run = LinearChain.run
+
+    def spy(chain: LinearChain, *args, **kwargs):  # type: ignore[no-untyped-def]
+        ran.append(chain)
+        return run(chain, *args, **kwargs)
+
+    monkeypatch.setattr(LinearChain, "run", spy)
+    return forward, ran
+
+
+@pytest.mark.parametrize("route", TORCH_FORM_ROUTES)
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
-def test_rollout_forward_matches_sb3_policy(env_id: str) -> None:
+def test_rollout_forward_matches_sb3_policy(env_id: str, route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torch closed form (a GPU policy's, or many envs'): SB3's values and log-probabilities, its actions
+    distributed as the policy says, with the normalization computed inline."""
     model = TRPOPlus("MlpPolicy", env_id, n_steps=64, seed=0)
     perturb_observation_statistics(model)
     assert fast_rollout._feature_map(planned(model)) is not None  # the normalization is computed inline
@@ -344,9 +378,10 @@ def test_rollout_forward_matches_sb3_policy(env_id: str) -> None:
         for param in model.policy.parameters():
             param.add_(0.1 * th.randn(param.shape, generator=perturb).to(param.device))
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(4000)]), device=model.device)
-    forward = fast_paths.rollout_forward(planned(model))
-    assert not isinstance(forward, fast_paths.Declined)
+    plan = planned(model)
+    forward, ran = torch_rollout_forward(plan, route, monkeypatch)
     actions, values, log_prob = forward(obs)
+    assert ran == [plan.actor, plan.critic]  # the torch form computed these
     with th.no_grad():
         distribution = model.policy.get_distribution(obs)
         expected_values = model.policy.predict_values(obs)
@@ -362,15 +397,18 @@ def test_rollout_forward_matches_sb3_policy(env_id: str) -> None:
             assert abs(float((actions == 1).float().mean() - probs[:, 1].mean())) < 0.03
 
 
-def test_rollout_forward_draws_sb3s_gaussian_actions() -> None:
-    """Same torch seed, same actions: the closed form consumes the random stream exactly as SB3's forward does."""
+@pytest.mark.parametrize("route", TORCH_FORM_ROUTES)
+def test_rollout_forward_draws_sb3s_gaussian_actions(route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same torch seed, same actions: the torch closed form consumes the random stream exactly as SB3's forward
+    does (the NumPy form's counterpart is test_numpy_rollout_forward_is_sb3s_forward)."""
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, seed=0)
     perturb_observation_statistics(model)
     obs = th.as_tensor(np.stack([model.observation_space.sample() for _ in range(256)]), device=model.device)
-    forward = fast_paths.rollout_forward(planned(model))
-    assert not isinstance(forward, fast_paths.Declined)
+    plan = planned(model)
+    forward, ran = torch_rollout_forward(plan, route, monkeypatch)
     th.manual_seed(1)
     fast, _, fast_log_prob = forward(obs)
+    assert ran == [plan.actor, plan.critic]
     th.manual_seed(1)
     with th.no_grad():
         expected, _, expected_log_prob = model.policy(obs)

@@ -14,6 +14,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_trpo_plus import TRPOPlus
 
+pytestmark = pytest.mark.slow  # real learning runs: minutes on a busy machine
+
 CASES = {
     "CartPole-v1": (
         20_480,

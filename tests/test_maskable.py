@@ -202,6 +202,7 @@ LEARNING_ENVS = {  # env, budget
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(LEARNING_ENVS))
 def test_masked_agent_learns_faster_than_unmasked(case: str) -> None:
     """On sb3-contrib's InvalidActionEnv(Multi)Discrete the masked agent reaches the optimum (100) within a budget

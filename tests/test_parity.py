@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 from pathlib import Path
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -40,7 +41,18 @@ def test_every_sb3_contrib_argument_is_accepted_with_its_default() -> None:
         assert TRPOPlus("MlpPolicy", env, n_steps=64)._current_target_kl() == pytest.approx(0.01 * dims)
 
 
-def run_script(algo, env, tmp_path: Path, total: int = 128, **kwargs) -> np.ndarray:
+class ScriptRun(NamedTuple):
+    """What a user's script sees of a run: the loaded model's actions, the values logged at the last update, the
+    counters and the episode statistics' window."""
+
+    actions: np.ndarray
+    logged: dict[str, float]
+    num_timesteps: int
+    n_updates: int
+    stats_window_size: int | None
+
+
+def run_script(algo, env, tmp_path: Path, total: int = 128, **kwargs) -> ScriptRun:
     """A typical user script: build, learn, save, load, predict."""
     kwargs = {"n_steps": 64, "batch_size": 32, "seed": 0, **kwargs}
     model = algo(env=env, **kwargs)
@@ -52,7 +64,24 @@ def run_script(algo, env, tmp_path: Path, total: int = 128, **kwargs) -> np.ndar
     actions, _ = loaded.predict(obs, deterministic=True)
     expected, _ = model.predict(obs, deterministic=True)
     np.testing.assert_array_equal(actions, expected)
-    return actions
+    logged = dict(model.logger.name_to_value)  # the last update's train/ values (the rollout's were dumped)
+    return ScriptRun(actions, logged, model.num_timesteps, model._n_updates, model.ep_info_buffer.maxlen)
+
+
+def assert_runs_alike(ours: ScriptRun, theirs: ScriptRun) -> None:
+    """TRPOPlus ran the script as sb3-contrib did: actions of the same shape and type, the same counters and
+    statistics window, every value sb3-contrib logs logged too, and the same learning rate (a schedule's included)."""
+    assert ours.actions.shape == theirs.actions.shape and ours.actions.dtype == theirs.actions.dtype
+    assert np.all(np.isfinite(ours.actions))
+    assert (ours.num_timesteps, ours.n_updates, ours.stats_window_size) == (
+        theirs.num_timesteps,
+        theirs.n_updates,
+        theirs.stats_window_size,
+    )
+    assert "train/policy_objective" in theirs.logged  # the last update's values are there to compare
+    assert theirs.logged.keys() <= ours.logged.keys(), theirs.logged.keys() - ours.logged.keys()
+    for key in ("train/n_updates", "train/learning_rate"):
+        assert ours.logged[key] == theirs.logged[key], key
 
 
 # image observations are costly on 2 cores: few steps and critic epochs there
@@ -87,30 +116,43 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
-def test_same_script_runs_both(algo, case: str, tmp_path: Path) -> None:
+def test_same_script_runs_both(case: str, tmp_path: Path) -> None:
     policy, make_env, kwargs = CASES[case]
-    actions = run_script(algo, make_env(), tmp_path, policy=policy, **kwargs)
-    assert np.all(np.isfinite(actions))
+    ours, theirs = (run_script(algo, make_env(), tmp_path, policy=policy, **kwargs) for algo in (TRPOPlus, TRPO))
+    assert_runs_alike(ours, theirs)
 
 
-@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
-def test_stats_window_size_is_used(algo) -> None:
-    model = algo("MlpPolicy", "CartPole-v1", n_steps=64, stats_window_size=3, seed=0)
-    model.learn(128)
-    assert model.ep_info_buffer.maxlen == 3
+def test_stats_window_size_is_used() -> None:
+    windows = {}
+    for algo in ALGOS:
+        model = algo("MlpPolicy", "CartPole-v1", n_steps=64, stats_window_size=3, seed=0)
+        model.learn(128)
+        assert len(model.ep_info_buffer) == 3  # CartPole's episodes are short: the window is full
+        windows[algo] = model.ep_info_buffer.maxlen
+    assert windows[TRPOPlus] == windows[TRPO] == 3
 
 
-@pytest.mark.parametrize("algo", ALGOS, ids=lambda a: a.__name__)
-def test_vec_normalize_callbacks_tensorboard_progress_bar(algo, tmp_path: Path) -> None:
-    venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
-    eval_env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=1), training=False, norm_reward=False)
-    callback = EvalCallback(eval_env, eval_freq=128, n_eval_episodes=1, log_path=str(tmp_path / "eval"))
-    model = algo("MlpPolicy", venv, n_steps=64, batch_size=64, tensorboard_log=str(tmp_path / "tb"), seed=0)
-    model.learn(512, callback=callback, progress_bar=True)
-    assert (tmp_path / "eval" / "evaluations.npz").exists()
-    assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
-    assert model.num_timesteps == 512
+def test_vec_normalize_callbacks_tensorboard_progress_bar(tmp_path: Path) -> None:
+    """The same script with VecNormalize, an EvalCallback, TensorBoard and the progress bar: TRPOPlus evaluates at
+    the timesteps sb3-contrib does, and writes its TensorBoard events every tag sb3-contrib writes."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    evaluations, tags = {}, {}
+    for algo in ALGOS:
+        out = tmp_path / algo.__name__
+        venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+        eval_env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=1), training=False, norm_reward=False)
+        callback = EvalCallback(eval_env, eval_freq=128, n_eval_episodes=1, log_path=str(out / "eval"))
+        model = algo("MlpPolicy", venv, n_steps=64, batch_size=64, tensorboard_log=str(out / "tb"), seed=0)
+        model.learn(512, callback=callback, progress_bar=True)
+        assert model.num_timesteps == 512
+        evaluations[algo] = np.load(out / "eval" / "evaluations.npz")["timesteps"]
+        (events,) = (out / "tb").rglob("events.out.tfevents.*")
+        tags[algo] = set(EventAccumulator(str(events)).Reload().Tags()["scalars"])
+    np.testing.assert_array_equal(evaluations[TRPOPlus], evaluations[TRPO])
+    assert len(evaluations[TRPO]) == 2  # 512 steps of 2 envs, every 128 calls
+    assert "train/policy_objective" in tags[TRPO] and "eval/mean_reward" in tags[TRPO]
+    assert tags[TRPO] <= tags[TRPOPlus], tags[TRPO] - tags[TRPOPlus]
 
 
 @pytest.mark.parametrize("sde", [False, True])

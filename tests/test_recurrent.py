@@ -172,6 +172,7 @@ def test_forced_line_search_failure_restores_actor_bit_for_bit(critic: str, monk
     assert any(name.startswith("lstm_critic") for name in moved) == (critic == "own_lstm")
 
 
+@pytest.mark.slow
 def test_recurrent_agent_remembers_where_mlp_cannot() -> None:
     make = lambda: CueEnv(length=5)  # noqa: E731
     kwargs: dict[str, Any] = {"n_steps": 64, "batch_size": 64, "target_kl": 0.05, "seed": 0}

@@ -273,6 +273,7 @@ def worker_trials(study: optuna.Study, process: subprocess.Popen) -> list[optuna
     return [t for t in study.get_trials() if t.user_attrs.get(WORKER_ATTR, "").endswith(f":{process.pid}")]
 
 
+@pytest.mark.slow
 def test_workers_share_a_postgres_study(tmp_path: Path) -> None:
     """Three workers start together on an empty database; one is killed mid-trial, a replacement joins: the killed
     trial ends FAIL, the others go on, every trial is there once, and the server is gone afterwards."""

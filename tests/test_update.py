@@ -80,11 +80,16 @@ def test_update_stays_in_trust_region_and_improves(case: str, target_kl: float) 
         "train/actual_improvement",
     ):
         assert key in logged, key
-    if logged["train/is_line_search_success"]:
-        assert not th.equal(before, parameters_to_vector(actor_parameters(model)))
-        assert logged["train/kl"] == pytest.approx(kl, rel=1e-4, abs=1e-7)
-        assert logged["train/actual_improvement"] == pytest.approx(surrogate_after - surrogate_before, abs=1e-5)
-        assert 0 < logged["train/step_fraction"] <= 1
+    # Every case of this setting (seed 3, 256 steps) takes a step: a failed search would leave the actor where it
+    # was and pass the KL and surrogate checks above vacuously, so it fails the test instead.
+    assert logged["train/is_line_search_success"] == 1.0
+    assert 1 <= logged["train/line_search_steps"] <= model.line_search_max_iter
+    assert not th.equal(before, parameters_to_vector(actor_parameters(model)))
+    assert 0.0 < kl <= target_kl * (1 + 1e-5)
+    assert surrogate_after > surrogate_before
+    assert logged["train/kl"] == pytest.approx(kl, rel=1e-4, abs=1e-7)
+    assert logged["train/actual_improvement"] == pytest.approx(surrogate_after - surrogate_before, abs=1e-5)
+    assert 0 < logged["train/step_fraction"] <= 1
     assert 1 <= logged["train/cg_iterations"] <= model.cg_max_steps
 
 

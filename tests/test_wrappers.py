@@ -44,6 +44,7 @@ def test_drop_contact_forces_rejects_env_without_them(env_id: str, kwargs: dict)
         DropContactForces(gym.make(env_id, **kwargs))
 
 
+@pytest.mark.slow
 def test_zoo_entry_with_wrapper_trains_and_evaluates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``env_wrapper:`` reaches the Zoo's evaluation env too (a YAML ``env_kwargs`` does not, in rl_zoo3 2.9.2)."""
     pytest.importorskip("rl_zoo3")

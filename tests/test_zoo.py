@@ -49,6 +49,7 @@ def zoo_main(monkeypatch: pytest.MonkeyPatch, script: str, *argv: str) -> None:
 
 
 # --------------------------------------------------------------------------- the start hook
+@pytest.mark.slow
 def test_registered_in_fresh_interpreter(tmp_path: Path) -> None:
     code = (
         "import rl_zoo3.utils as u, rl_zoo3.hyperparams_opt as h, sb3_contrib, stable_baselines3 as sb3\n"
@@ -65,6 +66,7 @@ def test_registered_in_fresh_interpreter(tmp_path: Path) -> None:
     assert result.stdout.strip() == "OK"
 
 
+@pytest.mark.slow
 def test_train_help_lists_trpo_plus(tmp_path: Path) -> None:
     result = run_python("-m", "rl_zoo3.train", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -138,6 +140,7 @@ def test_hyperparams_path_names_the_zoo_names() -> None:
 
 
 # --------------------------------------------------------------------------- train / enjoy / optimize
+@pytest.mark.slow
 def test_train_finds_yaml_and_enjoy_loads_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     logs = tmp_path / "logs"
     args = ["--algo", "trpo_plus", "--env", "CartPole-v1", "-n", "256", "-f", str(logs), *TINY]
@@ -158,6 +161,7 @@ def test_train_finds_yaml_and_enjoy_loads_model(tmp_path: Path, monkeypatch: pyt
     assert isinstance(TRPOPlus.load(model_file), TRPOPlus)
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two `-optimize` workers, two trials each, against one journal-file study: the study holds all four."""
     storage = tmp_path / "study.log"

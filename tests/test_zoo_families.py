@@ -23,6 +23,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 def test_families_registered_in_fresh_interpreter(tmp_path: Path) -> None:
     code = (
         "import gymnasium as gym\n"
@@ -44,6 +45,7 @@ def test_families_registered_in_fresh_interpreter(tmp_path: Path) -> None:
     assert set(MASKED_ENVS) == {"InvalidActionEnvDiscrete-v0", "InvalidActionEnvMultiDiscrete-v0"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", sorted(CASES))
 def test_train_without_flags_finds_yaml_and_enjoy_loads(algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_id, cls, budget = CASES[algo]
@@ -62,6 +64,7 @@ def test_train_without_flags_finds_yaml_and_enjoy_loads(algo: str, tmp_path: Pat
     zoo_main(monkeypatch, "enjoy", "--algo", algo, "--env", env_id, "-f", str(logs), "--no-render", "-n", "30")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", sorted(CASES))
 def test_optimize_runs_a_trial(algo: str, tmp_path: Path) -> None:
     env_id, _, _ = CASES[algo]
