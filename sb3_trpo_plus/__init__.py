@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, Any
 
+from sb3_trpo_plus.contrib_trpo import TRPO
 from sb3_trpo_plus.export import export_onnx
 from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_trpo_plus.trpo_plus import TRPOPlus
@@ -25,6 +26,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "TRPO",
     "CnnPolicy",
     "MaskableTRPOPlus",
     "MlpPolicy",

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import math
+import os
+import pathlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
@@ -46,6 +48,7 @@ from sb3_trpo_plus.natural_gradient import (
 from sb3_trpo_plus.normalization import Setting, select_observation_normalization, update_observation_statistics
 from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_trpo_plus.threads import ThreadSetting, thread_cap, threads
+from sb3_trpo_plus.units import KlUnit, action_dimensions, saved_kl_unit, scaled
 from sb3_trpo_plus.validation import NonFiniteObservationError, non_finite_rollout, reporting_non_finite_observations
 
 SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
@@ -182,6 +185,10 @@ class TRPOPlus(OnPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
+    #: the unit of ``target_kl`` and ``cg_damping`` (:mod:`sb3_trpo_plus.units`): the joint KL's; saved with the model
+    #: as ``kl_unit``, so that a file loads with its meaning in either class
+    KL_UNIT: ClassVar[KlUnit] = "joint"
+
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
@@ -274,6 +281,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         self.normalize_advantage = normalize_advantage
         self.cg_max_steps = cg_max_steps
         self.cg_damping = cg_damping
+        self.kl_unit: KlUnit = self.KL_UNIT
         self.cg_residual_tol = cg_residual_tol
         self.line_search_shrinking_factor = line_search_shrinking_factor
         self.line_search_max_iter = line_search_max_iter
@@ -393,7 +401,7 @@ class TRPOPlus(OnPolicyAlgorithm):
             value = self.target_kl(self._current_progress_remaining)
         else:
             value = self._auto_target_kl() if self.target_kl == "auto" else self.target_kl
-        radius = float(value)
+        radius = float(value) * (self._unit_factor() if self.target_kl != "auto" else 1)
         if not math.isfinite(radius):
             raise ValueError(
                 f"Invalid target_kl: its schedule returned {value!r} at remaining progress "
@@ -404,10 +412,16 @@ class TRPOPlus(OnPolicyAlgorithm):
     def _auto_target_kl(self) -> float:
         """``target_kl="auto"``: sb3-contrib's default 0.01 in TRPOPlus's unit (times the action dimensions for Box and
         MultiBinary actions, whose KL sb3-contrib averages over them)."""
-        space = self.action_space
-        if isinstance(space, spaces.Box | spaces.MultiBinary):
-            return 0.01 * int(np.prod(space.shape))
-        return 0.01
+        return 0.01 * action_dimensions(self.action_space)
+
+    def _unit_factor(self) -> int:
+        """What ``target_kl`` and ``cg_damping`` are multiplied by to bound and damp the joint KL: 1 in TRPOPlus's unit,
+        the action dimensions in sb3-contrib's (:class:`~sb3_trpo_plus.contrib_trpo.TRPO`)."""
+        return 1 if self.KL_UNIT == "joint" else action_dimensions(self.action_space)
+
+    def _fisher_damping(self) -> float:
+        """The damping of the joint KL's Fisher: ``cg_damping`` in TRPOPlus's unit."""
+        return self.cg_damping * self._unit_factor()
 
     def _distribution(self, obs: PyTorchObs) -> Distribution:
         """The policy's action distribution for ``obs``, as an object of its own.
@@ -529,10 +543,10 @@ class TRPOPlus(OnPolicyAlgorithm):
         if fisher is not None:
             eta = fisher.parameters(distribution)
             eta_old = tuple(e.detach() for e in eta)
-            return gauss_newton_fvp(eta, actor_params, lambda u: fisher.metric(eta_old, u), self.cg_damping)
+            return gauss_newton_fvp(eta, actor_params, lambda u: fisher.metric(eta_old, u), self._fisher_damping())
         with th.no_grad():
             old = self._distribution(obs)
-        return hessian_fvp(joint_kl(old, distribution).mean(), actor_params, self.cg_damping)
+        return hessian_fvp(joint_kl(old, distribution).mean(), actor_params, self._fisher_damping())
 
     # --------------------------------------------------------------- the update
     def _policy_step(
@@ -584,7 +598,7 @@ class TRPOPlus(OnPolicyAlgorithm):
             with th.no_grad():
                 fisher_distribution = distribution if fisher_obs is obs else self._distribution(fisher_obs)
             closed_form = self._served(
-                fast_paths.fisher_vector_product(plan, fisher_obs, actor_params, self.cg_damping, fisher_distribution)
+                fast_paths.fisher_vector_product(plan, fisher_obs, actor_params, self._fisher_damping(), fisher_distribution)
             )
         if closed_form is not None:
             actor_params, fvp = closed_form
@@ -721,6 +735,41 @@ class TRPOPlus(OnPolicyAlgorithm):
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfTRPOPlus],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfTRPOPlus:
+        """
+        SB3's ``load``, keeping the meaning of ``target_kl`` and ``cg_damping``: a file saved in the other unit (by
+        ``sb3_contrib.TRPO`` or :class:`~sb3_trpo_plus.contrib_trpo.TRPO` into TRPOPlus, or the other way round) has
+        both converted, with a ``UserWarning`` that says so.
+        """
+        unit = saved_kl_unit(path)
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if unit is not None and unit != cls.KL_UNIT:
+            dims = action_dimensions(model.action_space)
+            factor = dims if cls.KL_UNIT == "joint" else 1 / dims
+            if dims != 1:
+                saved_by = "sb3_contrib.TRPO or sb3_trpo_plus.TRPO" if unit == "per_dimension" else "TRPOPlus"
+                warnings.warn(
+                    f"{os.fspath(path) if not isinstance(path, io.BufferedIOBase) else 'The file'} was saved by "
+                    f"{saved_by}, whose target_kl and cg_damping are {unit.replace('_', ' ')}; {cls.__name__} reads them "
+                    f"{cls.KL_UNIT.replace('_', ' ')}, so both were multiplied by {factor:g} ({dims} action dimensions) "
+                    "to keep the same trust region",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            model.target_kl, model.cg_damping = scaled(model.target_kl, factor), scaled(model.cg_damping, factor)
+        model.kl_unit = cls.KL_UNIT
+        return model
 
     def learn(
         self: SelfTRPOPlus,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,6 +23,7 @@ from stable_baselines3.common.envs import (
 )
 from stable_baselines3.common.vec_env import VecNormalize
 
+import sb3_trpo_plus
 from sb3_trpo_plus import TRPOPlus
 
 ALGOS = [TRPO, TRPOPlus]
@@ -115,10 +117,11 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("algo", [TRPOPlus, sb3_trpo_plus.TRPO], ids=["TRPOPlus", "TRPO"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_same_script_runs_both(case: str, tmp_path: Path) -> None:
+def test_same_script_runs_both(case: str, algo: type, tmp_path: Path) -> None:
     policy, make_env, kwargs = CASES[case]
-    ours, theirs = (run_script(algo, make_env(), tmp_path, policy=policy, **kwargs) for algo in (TRPOPlus, TRPO))
+    ours, theirs = (run_script(each, make_env(), tmp_path, policy=policy, **kwargs) for each in (algo, TRPO))
     assert_runs_alike(ours, theirs)
 
 
@@ -155,11 +158,13 @@ def test_vec_normalize_callbacks_tensorboard_progress_bar(tmp_path: Path) -> Non
     assert tags[TRPO] <= tags[TRPOPlus], tags[TRPO] - tags[TRPOPlus]
 
 
+@pytest.mark.parametrize("through", ["TRPOPlus converted", "TRPO unconverted"])
 @pytest.mark.parametrize("sde", [False, True])
 @pytest.mark.parametrize("env_id, action_dims", [("HalfCheetah-v5", 6), ("Pendulum-v1", 1)])
-def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: int, sde: bool) -> None:
-    """With target_kl and cg_damping multiplied by the action dimensions, one update on the same data and
-    the same initial weights moves the actor as sb3_contrib.TRPO does, with or without gSDE."""
+def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: int, sde: bool, through: str) -> None:
+    """With target_kl and cg_damping multiplied by the action dimensions (TRPOPlus), or as they are through
+    ``sb3_trpo_plus.TRPO`` with its defaults, one update on the same data and the same initial weights moves the actor
+    as sb3_contrib.TRPO does, with or without gSDE."""
     from torch.nn.utils import parameters_to_vector
 
     from tests.helpers import collect
@@ -170,7 +175,10 @@ def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: i
     switch = {"normalize_observations": False, "normalize_values": False}
     if sde:
         common.update(use_sde=True, sde_sample_freq=4, policy_kwargs={"log_std_init": -2})
-    ours = TRPOPlus("MlpPolicy", env, target_kl=0.01 * action_dims, cg_damping=0.1 * action_dims, **switch, **common)
+    if through == "TRPO unconverted":  # the script's own line, with only the import changed
+        ours = sb3_trpo_plus.TRPO("MlpPolicy", env, target_kl=0.01, cg_damping=0.1, **common)
+    else:
+        ours = TRPOPlus("MlpPolicy", env, target_kl=0.01 * action_dims, cg_damping=0.1 * action_dims, **switch, **common)
     theirs = TRPO("MlpPolicy", env, target_kl=0.01, cg_damping=0.1, **common)
     theirs.policy.load_state_dict(ours.policy.state_dict())
     collect(ours)
@@ -189,3 +197,39 @@ def test_converted_arguments_give_sb3_contrib_update(env_id: str, action_dims: i
     cosine = float(ours_step @ theirs_step / (ours_step.norm() * theirs_step.norm()))
     assert cosine > 0.999
     assert float(ours_step.norm() / theirs_step.norm()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_trpo_takes_sb3_contribs_arguments_in_order_with_their_defaults() -> None:
+    """``sb3_trpo_plus.TRPO``'s signature begins with sb3_contrib.TRPO's, in the same order, with the same defaults
+    (target_kl and cg_damping included); TRPOPlus's own arguments follow, keyword only."""
+    theirs = list(inspect.signature(TRPO.__init__).parameters.values())
+    ours = list(inspect.signature(sb3_trpo_plus.TRPO.__init__).parameters.values())
+    assert [(p.name, p.default) for p in ours[: len(theirs)]] == [(p.name, p.default) for p in theirs]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in ours[len(theirs) :])
+    model = sb3_trpo_plus.TRPO("MlpPolicy", "HalfCheetah-v5", n_steps=64)
+    assert model._current_target_kl() == pytest.approx(0.06) and model._fisher_damping() == pytest.approx(0.6)
+    assert not model.normalize_observations and model.value_normalizer is None
+
+
+def test_model_files_keep_their_trust_region_in_either_class(tmp_path: Path) -> None:
+    """sb3-contrib's files (and TRPO's) hold per-dimension values, TRPOPlus's joint ones: each class loads the others'
+    files with the same trust region, converting with a warning, and its own unchanged."""
+    contrib = TRPO("MlpPolicy", "HalfCheetah-v5", n_steps=64, target_kl=0.02, cg_damping=0.2)
+    contrib.save(tmp_path / "contrib")
+    dropin = sb3_trpo_plus.TRPO("MlpPolicy", "HalfCheetah-v5", n_steps=64, target_kl=0.02, cg_damping=0.2)
+    dropin.save(tmp_path / "dropin")
+    plus = TRPOPlus("MlpPolicy", "HalfCheetah-v5", n_steps=64, target_kl=0.12, cg_damping=1.2)
+    plus.save(tmp_path / "plus")
+    for name in ("contrib", "dropin"):
+        with pytest.warns(UserWarning, match=r"multiplied by 6 \(6 action dimensions\)"):
+            loaded = TRPOPlus.load(tmp_path / name)
+        assert (loaded.target_kl, loaded.cg_damping) == pytest.approx((0.12, 1.2))
+        assert loaded._current_target_kl() == pytest.approx(0.12) and loaded.kl_unit == "joint"
+    with pytest.warns(UserWarning, match="TRPO reads them per dimension"):
+        back = sb3_trpo_plus.TRPO.load(tmp_path / "plus")
+    assert (back.target_kl, back.cg_damping) == pytest.approx((0.02, 0.2)) and back._current_target_kl() == pytest.approx(0.12)
+    own = (("contrib", sb3_trpo_plus.TRPO, 0.02), ("dropin", sb3_trpo_plus.TRPO, 0.02), ("plus", TRPOPlus, 0.12))
+    for name, cls, expected in own:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert cls.load(tmp_path / name).target_kl == pytest.approx(expected)

@@ -1,0 +1,84 @@
+"""The unit of ``target_kl`` and ``cg_damping``: the KL of the whole action distribution (TRPOPlus's ``"joint"``) or
+its mean over action dimensions (sb3-contrib's ``"per_dimension"``), and what a model file was saved in.
+
+``sb3_contrib.TRPO`` averages SB3's ``kl_divergence`` over the action dimensions of Box and MultiBinary actions, so
+its radius and its damping are per dimension there; for Discrete and MultiDiscrete actions both units agree. The
+update with ``target_kl = d * x`` and ``cg_damping = d * y`` in the joint unit (d action dimensions) is sb3-contrib's
+with ``x`` and ``y`` (``tests/test_parity.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+from gymnasium import spaces
+
+KlUnit = Literal["joint", "per_dimension"]
+
+#: keys every TRPOPlus model file holds and ``sb3_contrib.TRPO``'s never does
+TRPO_PLUS_KEYS = ("fisher_sub_sampling", "cg_residual_tol")
+
+
+def action_dimensions(space: spaces.Space) -> int:
+    """How many per-dimension KLs make the joint KL: the action dimensions of a Box or MultiBinary space, else 1."""
+    if isinstance(space, spaces.Box | spaces.MultiBinary):
+        return int(np.prod(space.shape))
+    return 1
+
+
+class ScaledSchedule:
+    """``factor`` times a schedule of the remaining progress (picklable, so a model that holds it saves)."""
+
+    def __init__(self, schedule: Callable[[float], float], factor: float):
+        self.schedule = schedule
+        self.factor = factor
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.factor * float(self.schedule(progress_remaining))
+
+    def __repr__(self) -> str:
+        return f"ScaledSchedule({self.schedule!r}, {self.factor})"
+
+
+def scaled(value: Any, factor: float) -> Any:
+    """``factor`` times a number or a schedule (``"auto"`` and ``None`` are left as they are)."""
+    if callable(value):
+        return ScaledSchedule(value, factor)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value * factor
+    return value
+
+
+def saved_kl_unit(path: str | os.PathLike | io.BufferedIOBase) -> KlUnit | None:
+    """
+    The unit a model file's ``target_kl`` and ``cg_damping`` are in: its ``kl_unit`` entry where it has one,
+    ``"per_dimension"`` for a file of ``sb3_contrib.TRPO`` (none of :data:`TRPO_PLUS_KEYS`), else ``"joint"`` (TRPOPlus
+    before the entry existed); ``None`` where the file cannot be read here (SB3's ``load`` then reports it).
+    """
+    try:
+        if isinstance(path, io.BufferedIOBase):
+            start = path.tell()
+            try:
+                archive = zipfile.ZipFile(path)
+                text = archive.read("data").decode()
+            finally:
+                path.seek(start)
+        else:
+            name = os.fspath(path)
+            if not name.endswith(".zip") and not os.path.exists(name):
+                name += ".zip"
+            with zipfile.ZipFile(name) as archive:
+                text = archive.read("data").decode()
+        data = json.loads(text)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    unit = data.get("kl_unit")
+    if unit in ("joint", "per_dimension"):
+        return unit
+    return "joint" if any(key in data for key in TRPO_PLUS_KEYS) else "per_dimension"
