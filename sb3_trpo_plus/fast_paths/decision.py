@@ -8,6 +8,7 @@ import inspect
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from gymnasium import spaces
 from stable_baselines3.common.distributions import (
     BernoulliDistribution,
     CategoricalDistribution,
@@ -15,12 +16,12 @@ from stable_baselines3.common.distributions import (
     MultiCategoricalDistribution,
 )
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
+from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, MlpExtractor
 from torch import nn
 from torch.nn.modules import module as torch_module
 
 from sb3_trpo_plus.fast_paths.chains import LinearChain
-from sb3_trpo_plus.normalization import NormalizedFlattenExtractor, ObservationNormalizer
+from sb3_trpo_plus.normalization import NormalizedCombinedExtractor, NormalizedFlattenExtractor, ObservationNormalizer
 
 MLP_HEAD_DISTRIBUTIONS = (
     DiagGaussianDistribution,
@@ -92,7 +93,9 @@ class Plan:
     What the fast paths may assume of one policy object, decided by :func:`decide` (the one place where a policy's
     structure is proven) and read by every path: its actor and critic as Linear chains, and how its features are
     computed (``features``: ``"flatten"``, SB3's ``FlattenExtractor`` for both; ``"normalized"``, one shared
-    :class:`~sb3_trpo_plus.normalization.NormalizedFlattenExtractor`; ``None``, the policy's own ``extract_features``).
+    :class:`~sb3_trpo_plus.normalization.NormalizedFlattenExtractor`; ``None``, the policy's own ``extract_features``)
+    from which observation (``key``: ``None`` for the observation itself; a Dict observation's one key, whose Box entry
+    SB3's ``CombinedExtractor`` or our ``NormalizedCombinedExtractor`` maps as those extractors map a Box).
     TRPOPlus decides at each rollout and each update, so that a policy changed in place between them (a module
     replaced, a hook added) is seen.
     """
@@ -101,6 +104,7 @@ class Plan:
     actor: LinearChain
     critic: LinearChain
     features: str | None
+    key: str | None = None
 
 
 def supports(policy: nn.Module) -> Support:
@@ -152,7 +156,7 @@ def decide(policy: nn.Module) -> tuple[Plan | None, Support]:
     actor, critic = _chain(policy, "policy_net", "action_net"), _chain(policy, "value_net", "value_net")
     if actor is None or critic is None:
         return None, Support(False, "the actor or critic head is not a chain of Linear layers with Tanh/ReLU activations")
-    return Plan(policy, actor, critic, _features(policy)), Support(True, "")
+    return Plan(policy, actor, critic, *_features(policy)), Support(True, "")
 
 
 def _chain(policy: ActorCriticPolicy, body: str, head: str) -> LinearChain | None:
@@ -163,13 +167,53 @@ def _chain(policy: ActorCriticPolicy, body: str, head: str) -> LinearChain | Non
     return LinearChain.from_modules(*modules)  # type: ignore[arg-type]
 
 
-def _features(policy: ActorCriticPolicy) -> str | None:
-    """:attr:`Plan.features`: ``"flatten"`` when both features extractors are SB3's ``FlattenExtractor``,
-    ``"normalized"`` for one shared :class:`~sb3_trpo_plus.normalization.NormalizedFlattenExtractor` (exactly these
-    classes), ``None`` for any other extractor."""
-    actor, critic = policy.pi_features_extractor, policy.vf_features_extractor
-    if type(actor) is FlattenExtractor and type(critic) is FlattenExtractor:
-        return "flatten"
+def _features(policy: ActorCriticPolicy) -> tuple[str | None, str | None]:
+    """
+    :attr:`Plan.features` and :attr:`Plan.key`: ``"flatten"`` when both features extractors flatten (SB3's
+    ``FlattenExtractor``), ``"normalized"`` for one shared :class:`~sb3_trpo_plus.normalization.NormalizedFlattenExtractor`
+    (exactly these classes), ``(None, None)`` for any other extractor. For a Dict observation space, the same of the
+    modules that map its entry, where it has exactly one, a Box, and both extractors are exactly SB3's
+    ``CombinedExtractor`` or exactly :class:`~sb3_trpo_plus.normalization.NormalizedCombinedExtractor` (their
+    ``th.cat`` of one entry's features is those features: the Box case's function), with that entry's key.
+    """
+    actor: nn.Module = policy.pi_features_extractor
+    critic: nn.Module = policy.vf_features_extractor
+    key = None
+    if isinstance(policy.observation_space, spaces.Dict):
+        key = _single_box_key(policy.observation_space)
+        entries = _combined_entries(actor, critic, key) if key is not None else None
+        if entries is None:
+            return None, None
+        actor, critic = entries
+    if _flattens(actor) and _flattens(critic):
+        return "flatten", key
     if type(actor) is NormalizedFlattenExtractor and actor is critic and type(actor.normalizer) is ObservationNormalizer:
-        return "normalized"
-    return None
+        return "normalized", key
+    return None, None
+
+
+def _flattens(module: nn.Module) -> bool:
+    """Whether ``module`` is SB3's ``FlattenExtractor`` or the ``nn.Flatten()`` that ``CombinedExtractor`` gives a
+    vector entry."""
+    if type(module) is nn.Flatten:
+        return (module.start_dim, module.end_dim) == (1, -1)
+    return type(module) is FlattenExtractor
+
+
+def _single_box_key(space: spaces.Dict) -> str | None:
+    """The key of a Dict observation space whose one entry is a Box, else ``None``."""
+    if len(space.spaces) != 1:
+        return None
+    key, entry = next(iter(space.spaces.items()))
+    return key if isinstance(entry, spaces.Box) else None
+
+
+def _combined_entries(actor: nn.Module, critic: nn.Module, key: str) -> tuple[nn.Module, nn.Module] | None:
+    """The modules that map the entry ``key`` in the actor's and the critic's extractors, where both are exactly
+    ``CombinedExtractor`` or exactly ``NormalizedCombinedExtractor`` with that entry only; else ``None``."""
+    if type(actor) not in (CombinedExtractor, NormalizedCombinedExtractor) or type(critic) is not type(actor):
+        return None
+    assert isinstance(actor, CombinedExtractor) and isinstance(critic, CombinedExtractor)
+    if list(actor.extractors) != [key] or list(critic.extractors) != [key]:
+        return None
+    return actor.extractors[key], critic.extractors[key]

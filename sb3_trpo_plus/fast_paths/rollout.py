@@ -15,6 +15,7 @@ from stable_baselines3.common.distributions import (
 )
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space, preprocess_obs
+from stable_baselines3.common.torch_layers import CombinedExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 
@@ -26,29 +27,36 @@ from sb3_trpo_plus.validation import NON_FINITE_OBSERVATION, NonFiniteObservatio
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
-FeatureMap = Callable[[th.Tensor], th.Tensor]
+FeatureMap = Callable[[PyTorchObs], th.Tensor]
 
 
 def _normalizer(plan: Plan) -> ObservationNormalizer:
-    """The shared extractor's normalizer, for a plan whose ``features`` is ``"normalized"``."""
-    normalizer = plan.policy.pi_features_extractor.normalizer
+    """The shared extractor's normalizer (its key's, for a Dict), for a plan whose ``features`` is ``"normalized"``."""
+    extractor: nn.Module = plan.policy.pi_features_extractor
+    if plan.key is not None:
+        assert isinstance(extractor, CombinedExtractor)
+        extractor = extractor.extractors[plan.key]
+    normalizer = extractor.normalizer
     assert isinstance(normalizer, ObservationNormalizer)
     return normalizer
 
 
 def _feature_map(plan: Plan) -> FeatureMap | None:
     """
-    The features of a batch of preprocessed observations as one function (:attr:`Plan.features`): a flatten, or a
-    flatten then :func:`~sb3_trpo_plus.normalization.normalize` with the statistics read now, which do not change
-    during a rollout; ``None`` for any other extractor (the policy's own ``extract_features`` is called instead).
+    The features of a batch of preprocessed observations (their :attr:`Plan.key`'s entry, for a Dict) as one function
+    (:attr:`Plan.features`): a flatten, or a flatten then :func:`~sb3_trpo_plus.normalization.normalize` with the
+    statistics read now, which do not change during a rollout; ``None`` for any other extractor (the policy's own
+    ``extract_features`` is called instead).
     """
+    key = plan.key
+    flat: Callable[[PyTorchObs], th.Tensor] = (lambda x: x[key].flatten(1)) if key is not None else (lambda x: x.flatten(1))  # type: ignore[index,union-attr]
     if plan.features == "flatten":
-        return lambda x: x.flatten(1)
+        return flat
     if plan.features == "normalized":
         normalizer = _normalizer(plan)
         with th.no_grad():
             mean, std, clip_obs = normalizer.mean.clone(), normalizer.std(), normalizer.clip_obs
-        return lambda x: normalize(x.flatten(1), mean, std, clip_obs)
+        return lambda x: normalize(flat(x), mean, std, clip_obs)
     return None
 
 
@@ -63,7 +71,8 @@ def rollout_forward(plan: Plan, n_envs: int = 1) -> RolloutForward | Declined:
     for any other. Sampling consumes torch's random stream exactly as SB3's distributions do, so a rollout is the
     one SB3 would collect up to float rounding. Built once per rollout (the parameters, the observation statistics
     and the standard deviation change only in ``train()``): on the CPU, for Box observations through SB3's
-    ``FlattenExtractor`` or our shared ``NormalizedFlattenExtractor``, the arithmetic runs in float32 NumPy on
+    ``FlattenExtractor`` or our shared ``NormalizedFlattenExtractor`` (or a Dict of one such Box entry through
+    ``CombinedExtractor`` or ``NormalizedCombinedExtractor``, :attr:`Plan.key`), the arithmetic runs in float32 NumPy on
     weights laid out once (:func:`_numpy_forward`: a microsecond per small product instead of a torch operator's
     dispatch); otherwise in torch, reading the parameters at each call.
 
@@ -80,7 +89,7 @@ def rollout_forward(plan: Plan, n_envs: int = 1) -> RolloutForward | Declined:
         return Declined("rollout forward", "the actions are squashed (squash_output=True)")
     numpy_features = _numpy_feature_map(plan) if n_envs <= switches.NUMPY_MAX_ENVS else None
     if numpy_features is not None:
-        return _numpy_forward(policy, actor, critic, numpy_features)
+        return _numpy_forward(policy, actor, critic, numpy_features, plan.key)
     feature_map = _feature_map(plan)
     action_shape = policy.action_space.shape
     with th.no_grad():
@@ -92,7 +101,7 @@ def rollout_forward(plan: Plan, n_envs: int = 1) -> RolloutForward | Declined:
         with th.no_grad():
             if feature_map is not None:  # the extractor's computation without the module calls
                 preprocessed = preprocess_obs(obs, policy.observation_space, normalize_images=policy.normalize_images)
-                pi_features = vf_features = feature_map(preprocessed)  # type: ignore[arg-type]
+                pi_features = vf_features = feature_map(preprocessed)
             else:
                 features = policy.extract_features(obs)
                 pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
@@ -126,10 +135,13 @@ _NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = 
 def _numpy_feature_map(plan: Plan) -> NumpyFeatureMap | None:
     """
     :func:`_feature_map` on observations the NumPy forward has already flattened to float32 (as ``preprocess_obs``
-    makes a Box's) and found finite, for a CPU policy with a non-image Box observation space; ``None`` otherwise.
+    makes a Box's) and found finite, for a CPU policy with a non-image Box observation space (or a Dict's one Box
+    entry, :attr:`Plan.key`); ``None`` otherwise.
     """
     policy = plan.policy
     space = policy.observation_space
+    if isinstance(space, spaces.Dict) and plan.key is not None:
+        space = space[plan.key]
     if (
         not switches.NUMPY
         or policy.device.type != "cpu"
@@ -198,11 +210,12 @@ def _merged_layers(actor: NumpyLayers, critic: NumpyLayers) -> NumpyLayers | Non
 
 
 def _numpy_forward(
-    policy: ActorCriticPolicy, actor: LinearChain, critic: LinearChain, features: NumpyFeatureMap
+    policy: ActorCriticPolicy, actor: LinearChain, critic: LinearChain, features: NumpyFeatureMap, key: str | None = None
 ) -> RolloutForward:
     """The rollout forward on NumPy observations: the same products as the torch one in float32 NumPy, with the
     Gaussian noise drawn by ``torch.randn`` and categorical actions by ``torch.multinomial`` (torch's random stream,
-    as SB3's distributions consume it). Takes the observations as ``collect_rollouts`` holds them (NumPy)."""
+    as SB3's distributions consume it). Takes the observations as ``collect_rollouts`` holds them (NumPy; a Dict's
+    arrays by key, of which it reads ``key``'s)."""
     actor_layers, critic_layers = _numpy_layers(actor), _numpy_layers(critic)
     merged = _merged_layers(actor_layers, critic_layers)
     n_params = actor_layers[-1][1].shape[0]
@@ -213,7 +226,8 @@ def _numpy_forward(
         offset = np.float32(-(policy.log_std + LOG_SQRT_2PI).sum().item()) if gaussian else None
 
     def forward(obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        raw = obs.numpy() if isinstance(obs, th.Tensor) else obs
+        entry = obs[key] if key is not None else obs  # type: ignore[index]
+        raw = entry.numpy() if isinstance(entry, th.Tensor) else entry
         x = np.asarray(raw, dtype=np.float32).reshape(len(raw), -1)  # type: ignore[arg-type]
         if not np.isfinite(x).all():  # checked on the observation: a broken one is never clipped into a plausible one
             raise NonFiniteObservationError(NON_FINITE_OBSERVATION)
