@@ -24,7 +24,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution, kl_divergence
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
@@ -302,8 +304,23 @@ class TRPOPlus(OnPolicyAlgorithm):
 
         if _init_setup_model:
             self._setup_model()
+            self._warn_if_images_flattened()
 
     # ------------------------------------------------------------------ set-up
+    def _warn_if_images_flattened(self) -> None:
+        """A ``UserWarning`` for image observations (SB3's ``is_image_space``: a uint8 Box of 1 to 4 channels) that the
+        policy flattens into an MLP (SB3's ``FlattenExtractor``, as ``MlpPolicy`` does): it trains, slowly."""
+        space = self.observation_space
+        flattened = isinstance(getattr(self.policy, "features_extractor", None), FlattenExtractor)
+        if flattened and isinstance(space, spaces.Box) and is_image_space(space):
+            cnn = next((alias for alias in self.policy_aliases if alias.startswith("Cnn")), "CnnPolicy")
+            warnings.warn(
+                f"The observations are images ({space}) and {type(self.policy).__name__} flattens them into an "
+                f"MLP, which learns slowly from pixels; use policy='{cnn}' (SB3's NatureCNN)",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def _family_parts(self) -> FamilyParts:
         """The family's parts (the hook the masked and recurrent families override): SB3's policies and buffers."""
         aliases = "'MlpPolicy', 'CnnPolicy', 'MultiInputPolicy'"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -277,3 +278,26 @@ def test_loading_with_a_mismatched_env_fails_clearly(tmp_path: Path) -> None:
     model.save(tmp_path / "model.zip")
     with pytest.raises(ValueError, match="spaces do not match"):
         TRPOPlus.load(tmp_path / "model.zip", env=gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize(
+    ("family", "mlp", "cnn"),
+    [("TRPOPlus", "MlpPolicy", "CnnPolicy"), ("RecurrentTRPOPlus", "MlpLstmPolicy", "CnnLstmPolicy")],
+)
+def test_image_observations_under_an_mlp_point_to_the_cnn_policy(family: str, mlp: str, cnn: str, tmp_path: Path) -> None:
+    """Pixels flattened into an MLP train, slowly: one UserWarning at construction names the CNN policy; a CNN
+    policy, vector observations and loading a saved model say nothing."""
+    from stable_baselines3.common.envs import FakeImageEnv
+
+    import sb3_trpo_plus
+
+    algorithm = getattr(sb3_trpo_plus, family)
+    with pytest.warns(UserWarning, match=rf"observations are images .* flattens them into an MLP.*use policy='{cnn}'"):
+        model = algorithm(mlp, FakeImageEnv(screen_height=36, screen_width=36), n_steps=16, batch_size=16)
+    model.save(tmp_path / "mlp.zip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        algorithm(cnn, FakeImageEnv(screen_height=36, screen_width=36), n_steps=16, batch_size=16)
+        algorithm(mlp, "CartPole-v1", n_steps=16, batch_size=16)
+        algorithm.load(tmp_path / "mlp.zip")
+    assert not [str(warning.message) for warning in caught if "images" in str(warning.message)]
