@@ -61,14 +61,18 @@ _THREADS_AT_IMPORT = th.get_num_threads()
 
 @dataclass
 class PolicyStepStats:
-    """What one natural-gradient step saw; each field is logged under ``train/``."""
+    """What one natural-gradient step saw; each field is logged under ``train/`` (by its name, except where said)."""
 
     policy_objective: float
+    #: the trust-region radius delta of this update (``target_kl``, or its schedule's value)
     target_kl: float
-    #: mean joint KL(pi_old || pi_new) reached (the trust region's quantity)
+    #: the mean joint KL(pi_old || pi_new) the accepted step reached: the quantity ``target_kl`` bounds (at most
+    #: ``target_kl``; 0 when no step was taken). Logged as ``train/trust_region_kl`` and, for existing dashboards,
+    #: ``train/kl`` (the same value)
     kl: float
-    #: what ``sb3_contrib.TRPO`` logs under that name: SB3's ``kl_divergence(pi_new, pi_old)`` averaged over states
-    #: and, for Box and MultiBinary actions, over action dimensions; 0 when no step was taken
+    #: what ``sb3_contrib.TRPO`` logs under that name, kept for comparisons with it: SB3's
+    #: ``kl_divergence(pi_new, pi_old)`` averaged over states and, for Box and MultiBinary actions, over action
+    #: dimensions (not what ``target_kl`` bounds); 0 when no step was taken
     kl_divergence_loss: float
     entropy: float
     cg_iterations: int
@@ -697,6 +701,11 @@ class TRPOPlus(OnPolicyAlgorithm):
         """
         Update the policy with the rollout buffer: a natural-gradient step of the actor within the trust
         region, then the critic's regression on the returns.
+
+        Logged under ``train/``: the fields of :class:`PolicyStepStats` (``trust_region_kl`` is the joint KL that
+        ``target_kl`` bounds, also as ``kl``; ``kl_divergence_loss`` is sb3-contrib's quantity), ``value_loss`` (on
+        the returns' own scale), ``explained_variance``, ``std`` (Gaussian actions), ``n_updates``, and
+        ``skipped_updates`` when an update is skipped.
         """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
@@ -724,8 +733,9 @@ class TRPOPlus(OnPolicyAlgorithm):
         self.logger.record("train/policy_objective", stats.policy_objective)
         self.logger.record("train/value_loss", value_loss)
         self.logger.record("train/kl_divergence_loss", stats.kl_divergence_loss)
-        self.logger.record("train/kl", stats.kl)
+        self.logger.record("train/kl", stats.kl)  # the same as train/trust_region_kl, for existing dashboards
         self.logger.record("train/target_kl", stats.target_kl)
+        self.logger.record("train/trust_region_kl", stats.kl)
         self.logger.record("train/entropy", stats.entropy)
         self.logger.record("train/explained_variance", explained_var)
         self.logger.record("train/is_line_search_success", float(stats.line_search_success))
