@@ -396,10 +396,11 @@ class TRPOPlus(OnPolicyAlgorithm):
             fast_paths.use_fused_adam(self.policy, self.policy_kwargs.get("optimizer_kwargs") or {})
 
     def _say(self, message: str | None) -> None:
-        """Print ``message`` once (at ``verbose >= 1``; ``None``: nothing)."""
+        """Print ``message``, information on a choice made (never a fault: those warn or raise), once, as
+        ``TRPOPlus info: ...`` (at ``verbose >= 1``; ``None``: nothing)."""
         if message is not None and self.verbose >= 1 and message not in self._said:
             self._said.add(message)
-            print(f"TRPOPlus: {message}")
+            print(f"TRPOPlus info: {message}")
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_said", "_statistics_pending"]
@@ -491,14 +492,20 @@ class TRPOPlus(OnPolicyAlgorithm):
             return None
         plan, support = fast_paths.decide(self.policy)
         if not support.ok:
-            self._say(f"the MLP fast paths do not apply, so the generic (autograd) paths run: {support.reason}")
+            self._say(
+                "the update runs on the generic (autograd) paths, which serve any policy (the MLP fast paths give the "
+                f"same results, faster, for SB3's plain MLP actor-critic; here: {support.reason})"
+            )
         return plan
 
     def _served(self, result: Any) -> Any:
         """A fast path's result, or ``None`` where it declined (:class:`~sb3_trpo_plus.fast_paths.Declined`; its
         reason is printed once at ``verbose >= 1``)."""
         if isinstance(result, fast_paths.Declined):
-            self._say(f"the {result.path} takes the generic path: {result.reason}")
+            self._say(
+                f"the {result.path} runs on the generic (autograd) path, which serves any policy (its fast path gives "
+                f"the same result, faster, in other cases; here: {result.reason})"
+            )
             return None
         return result
 

@@ -301,3 +301,31 @@ def test_image_observations_under_an_mlp_point_to_the_cnn_policy(family: str, ml
         algorithm(mlp, "CartPole-v1", n_steps=16, batch_size=16)
         algorithm.load(tmp_path / "mlp.zip")
     assert not [str(warning.message) for warning in caught if "images" in str(warning.message)]
+
+
+def test_what_verbose_1_says_reads_as_information(capsys: pytest.CaptureFixture[str]) -> None:
+    """At ``verbose=1`` TRPOPlus explains its choices (normalization left to VecNormalize or not applicable, the
+    generic paths): each line is labelled information and says what is done, then why, never as a fault."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.envs import FakeImageEnv
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_trpo_plus import RecurrentTRPOPlus
+
+    small = {"n_steps": 16, "batch_size": 16, "verbose": 1, "seed": 0}
+    TRPOPlus("MlpPolicy", VecNormalize(make_vec_env("Pendulum-v1")), **small).learn(32)
+    TRPOPlus("CnnPolicy", FakeImageEnv(screen_height=36, screen_width=36), **small).learn(32)
+    TRPOPlus("MlpPolicy", "Pendulum-v1", use_sde=True, **small).learn(32)
+    RecurrentTRPOPlus("MlpLstmPolicy", "Pendulum-v1", **small).learn(32)
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("TRPOPlus")]
+    done = (
+        "the env stack's VecNormalize normalizes the observations, so",
+        "the policy takes the observations as they are (normalize_observations='auto': ",
+        "the critic fits the returns on their own scale, as",
+        "the update runs on the generic (autograd) paths, which serve any policy (",
+        "the rollout forward runs on the generic (autograd) path, which serves any policy (",
+        "the Fisher-vector product runs on the generic (autograd) path, which serves any policy (",
+    )
+    assert len(said) == len(set(said)), said  # each said once
+    forms = [next((form for form in done if line.startswith(f"TRPOPlus info: {form}")), line) for line in said]
+    assert sorted(set(forms)) == sorted(done), said  # every line in one of the forms, every form seen
