@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import importlib
 import inspect
 import sys
 import time
@@ -86,9 +87,38 @@ def check_hyperparam_names(hyperparams: dict[str, Any]) -> str | None:
     return None
 
 
+class Command(NamedTuple):
+    """A subcommand: ``python -m sb3_trpo_plus NAME ...`` runs ``main(argv) -> int`` of ``module``."""
+
+    summary: str
+    module: str
+
+
+#: name -> subcommand; ``--help`` lists each of them (and ``python -m sb3_trpo_plus NAME --help`` its own options)
+COMMANDS: dict[str, Command] = {
+    "export": Command(
+        "export a saved model's policy to ONNX (observation statistics included) and check it against predict",
+        "sb3_trpo_plus.export",
+    ),
+}
+
+
+def _commands_help() -> str:
+    """The ``--help`` epilog that lists :data:`COMMANDS`."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
+    title = "commands (python -m sb3_trpo_plus COMMAND --help for a command's options):"
+    return "\n".join([title, *lines, "", "Without a command, python -m sb3_trpo_plus trains with the options above."])
+
+
 def main(argv: list[str] | None = None) -> TRPOPlus:
     """Train, save and evaluate as the command line says; returns the trained model."""
-    parser = argparse.ArgumentParser(prog="python -m sb3_trpo_plus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_trpo_plus",
+        description=__doc__.splitlines()[0],
+        epilog=_commands_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--env", default="Pendulum-v1", help="Gymnasium env id (default: Pendulum-v1)")
     parser.add_argument("--timesteps", type=int, default=None, help="training steps (default: per-env preset, or 100000)")
     parser.add_argument("--n-envs", type=int, default=None, help="parallel envs (default: per-env preset, or 1)")
@@ -159,9 +189,18 @@ def main(argv: list[str] | None = None) -> TRPOPlus:
     return model
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["export"]:  # python -m sb3_trpo_plus export MODEL.zip POLICY.onnx
-        from sb3_trpo_plus.export import main as export_main
+def run(argv: list[str]) -> int:
+    """``python -m sb3_trpo_plus [COMMAND] ...``: a command of :data:`COMMANDS`, or training (:func:`main`).
 
-        sys.exit(export_main(sys.argv[2:]))
-    main()
+    :param argv: the arguments after ``python -m sb3_trpo_plus``
+    :return: the exit status
+    """
+    command = COMMANDS.get(argv[0]) if argv else None
+    if command is not None:  # e.g. python -m sb3_trpo_plus export MODEL.zip POLICY.onnx
+        return int(importlib.import_module(command.module).main(argv[1:]))
+    main(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

@@ -130,13 +130,16 @@ def select_value_normalization(setting: Setting, env: VecEnv | None, policy: nn.
     if setting is False:
         return False, None
     if setting == "auto" and env_normalizes(env):
-        return False, "critic on the returns' own scale: the env stack normalizes (VecNormalize)"
+        return (
+            False,
+            "the critic fits the returns on their own scale, as the env stack has a VecNormalize (normalize_values='auto')",
+        )
     if value_head(policy) is not None:
         return True, None
     reason = f"{type(policy).__name__}'s values are not the output of its value_net Linear layer"
     if setting is True:
         raise ValueError(f"Invalid normalize_values=True: {reason}; use 'auto' or False")
-    return False, f"critic on the returns' own scale: {reason}"
+    return False, f"the critic fits the returns on their own scale (normalize_values='auto': {reason})"
 
 
 def start_at_zero(policy: nn.Module) -> None:

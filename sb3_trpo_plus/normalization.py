@@ -222,10 +222,14 @@ def select_observation_normalization(
     :return: the policy's keyword arguments (a new dict where changed) and the note (``None``: nothing to say)
     """
     if setting == "auto" and env_normalizes(env):
-        return policy_kwargs, "observations not normalized in the policy: the env stack normalizes them (VecNormalize)"
+        return policy_kwargs, (
+            "the env stack's VecNormalize normalizes the observations, so the policy adds no normalization "
+            "(normalize_observations='auto')"
+        )
     extractor, reason = normalizing_extractor(setting, observation_space, policy_class, policy_kwargs)
     if extractor is None:
-        return policy_kwargs, f"observations not normalized in the policy: {reason}" if setting == "auto" else None
+        note = f"the policy takes the observations as they are (normalize_observations='auto': {reason})"
+        return policy_kwargs, note if setting == "auto" else None
     return {**policy_kwargs, "features_extractor_class": extractor}, None
 
 

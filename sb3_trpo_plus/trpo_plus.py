@@ -26,7 +26,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution, kl_divergence
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
@@ -62,14 +64,18 @@ _THREADS_AT_IMPORT = th.get_num_threads()
 
 @dataclass
 class PolicyStepStats:
-    """What one natural-gradient step saw; each field is logged under ``train/``."""
+    """What one natural-gradient step saw; each field is logged under ``train/`` (by its name, except where said)."""
 
     policy_objective: float
+    #: the trust-region radius delta of this update (``target_kl``, or its schedule's value)
     target_kl: float
-    #: mean joint KL(pi_old || pi_new) reached (the trust region's quantity)
+    #: the mean joint KL(pi_old || pi_new) the accepted step reached: the quantity ``target_kl`` bounds (at most
+    #: ``target_kl``; 0 when no step was taken). Logged as ``train/trust_region_kl`` and, for existing dashboards,
+    #: ``train/kl`` (the same value)
     kl: float
-    #: what ``sb3_contrib.TRPO`` logs under that name: SB3's ``kl_divergence(pi_new, pi_old)`` averaged over states
-    #: and, for Box and MultiBinary actions, over action dimensions; 0 when no step was taken
+    #: what ``sb3_contrib.TRPO`` logs under that name, kept for comparisons with it: SB3's
+    #: ``kl_divergence(pi_new, pi_old)`` averaged over states and, for Box and MultiBinary actions, over action
+    #: dimensions (not what ``target_kl`` bounds); 0 when no step was taken
     kl_divergence_loss: float
     entropy: float
     cg_iterations: int
@@ -310,8 +316,23 @@ class TRPOPlus(OnPolicyAlgorithm):
 
         if _init_setup_model:
             self._setup_model()
+            self._warn_if_images_flattened()
 
     # ------------------------------------------------------------------ set-up
+    def _warn_if_images_flattened(self) -> None:
+        """A ``UserWarning`` for image observations (SB3's ``is_image_space``: a uint8 Box of 1 to 4 channels) that the
+        policy flattens into an MLP (SB3's ``FlattenExtractor``, as ``MlpPolicy`` does): it trains, slowly."""
+        space = self.observation_space
+        flattened = isinstance(getattr(self.policy, "features_extractor", None), FlattenExtractor)
+        if flattened and isinstance(space, spaces.Box) and is_image_space(space):
+            cnn = next((alias for alias in self.policy_aliases if alias.startswith("Cnn")), "CnnPolicy")
+            warnings.warn(
+                f"The observations are images ({space}) and {type(self.policy).__name__} flattens them into an "
+                f"MLP, which learns slowly from pixels; use policy='{cnn}' (SB3's NatureCNN)",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def _family_parts(self) -> FamilyParts:
         """The family's parts (the hook the masked and recurrent families override): SB3's policies and buffers."""
         aliases = "'MlpPolicy', 'CnnPolicy', 'MultiInputPolicy'"
@@ -383,10 +404,11 @@ class TRPOPlus(OnPolicyAlgorithm):
             fast_paths.use_fused_adam(self.policy, self.policy_kwargs.get("optimizer_kwargs") or {})
 
     def _say(self, message: str | None) -> None:
-        """Print ``message`` once (at ``verbose >= 1``; ``None``: nothing)."""
+        """Print ``message``, information on a choice made (never a fault: those warn or raise), once, as
+        ``TRPOPlus info: ...`` (at ``verbose >= 1``; ``None``: nothing)."""
         if message is not None and self.verbose >= 1 and message not in self._said:
             self._said.add(message)
-            print(f"TRPOPlus: {message}")
+            print(f"TRPOPlus info: {message}")
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_said", "_statistics_pending"]
@@ -484,14 +506,20 @@ class TRPOPlus(OnPolicyAlgorithm):
             return None
         plan, support = fast_paths.decide(self.policy)
         if not support.ok:
-            self._say(f"the MLP fast paths do not apply, so the generic (autograd) paths run: {support.reason}")
+            self._say(
+                "the update runs on the generic (autograd) paths, which serve any policy (the MLP fast paths give the "
+                f"same results, faster, for SB3's plain MLP actor-critic; here: {support.reason})"
+            )
         return plan
 
     def _served(self, result: Any) -> Any:
         """A fast path's result, or ``None`` where it declined (:class:`~sb3_trpo_plus.fast_paths.Declined`; its
         reason is printed once at ``verbose >= 1``)."""
         if isinstance(result, fast_paths.Declined):
-            self._say(f"the {result.path} takes the generic path: {result.reason}")
+            self._say(
+                f"the {result.path} runs on the generic (autograd) path, which serves any policy (its fast path gives "
+                f"the same result, faster, in other cases; here: {result.reason})"
+            )
             return None
         return result
 
@@ -694,6 +722,11 @@ class TRPOPlus(OnPolicyAlgorithm):
         """
         Update the policy with the rollout buffer: a natural-gradient step of the actor within the trust
         region, then the critic's regression on the returns.
+
+        Logged under ``train/``: the fields of :class:`PolicyStepStats` (``trust_region_kl`` is the joint KL that
+        ``target_kl`` bounds, also as ``kl``; ``kl_divergence_loss`` is sb3-contrib's quantity), ``value_loss`` (on
+        the returns' own scale), ``explained_variance``, ``std`` (Gaussian actions), ``n_updates``, and
+        ``skipped_updates`` when an update is skipped.
         """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
@@ -721,8 +754,9 @@ class TRPOPlus(OnPolicyAlgorithm):
         self.logger.record("train/policy_objective", stats.policy_objective)
         self.logger.record("train/value_loss", value_loss)
         self.logger.record("train/kl_divergence_loss", stats.kl_divergence_loss)
-        self.logger.record("train/kl", stats.kl)
+        self.logger.record("train/kl", stats.kl)  # the same as train/trust_region_kl, for existing dashboards
         self.logger.record("train/target_kl", stats.target_kl)
+        self.logger.record("train/trust_region_kl", stats.kl)
         self.logger.record("train/entropy", stats.entropy)
         self.logger.record("train/explained_variance", explained_var)
         self.logger.record("train/is_line_search_success", float(stats.line_search_success))

@@ -14,9 +14,16 @@ these Zoo modules has been executed:
   push_to_hub, load_from_hub and the ``rl_zoo3`` command, all of which hold the same dict object), likewise
   ``trpo_plus_mask`` and ``trpo_plus_lstm``; and the gymnasium ids of sb3-contrib's masked test envs
   (:data:`MASKED_ENVS`), so that ``--algo trpo_plus_mask`` has an env with ``action_masks()`` to train on;
+  and ``StoreDict`` (the action of ``--hyperparams``, which evaluates each value as Python) keeps a value it cannot
+  evaluate that reads ``lin_...`` as text until the algorithm is known (:class:`CommandLineText`), so that
+  ``--hyperparams target_kl:lin_0.05`` works as the hyperparameter files write it; for any other algorithm the
+  Zoo's own error is raised, when ``ExperimentManager`` is built;
 - ``rl_zoo3.hyperparams_opt``: ``HYPERPARAMS_SAMPLER`` and ``HYPERPARAMS_CONVERTER`` of each of the three
   (:mod:`sb3_trpo_plus.zoo_sampler`);
 - ``rl_zoo3.exp_manager``: ``ExperimentManager`` is patched once (one sentinel), and for our names only:
+
+  * its construction reads a ``lin_...`` text of ``--hyperparams`` as the string (another algorithm gets the
+    Zoo's error);
 
   * without ``-conf`` it reads the shipped ``<algo>.yml`` (:func:`~sb3_trpo_plus.zoo_hyperparams.hyperparams_path`)
     instead of ``<rl_zoo3>/hyperparams/<algo>.yml``;
@@ -34,6 +41,7 @@ when an ``-optimize --storage`` run starts.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import importlib
@@ -119,10 +127,74 @@ def missing_extra(env_id: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- the patches
+class CommandLineText(str):
+    """A ``--hyperparams`` value that the Zoo's ``StoreDict`` could not evaluate as Python and that reads
+    ``lin_...`` (a schedule, as the hyperparameter files write it: ``target_kl:lin_0.05``), kept as text until
+    ``ExperimentManager`` knows the algorithm: ours read it as the string (as ``target_kl:"'lin_0.05'"`` gives it),
+    any other algorithm gets the error the Zoo raised (:meth:`zoo_error`).
+
+    :param text: the value as written
+    :param zoo_error: raises the Zoo's own error for the value (its ``StoreDict`` on this item alone)
+    """
+
+    zoo_error: Callable[[], None]
+
+    def __new__(cls, text: str, zoo_error: Callable[[], None]) -> CommandLineText:
+        value = super().__new__(cls, text)
+        value.zoo_error = zoo_error
+        return value
+
+
+#: Set on ``StoreDict`` once it is patched
+_STORE_DICT_PATCHED = "_sb3_trpo_plus_patched"
+
+
+def _patch_store_dict(utils: ModuleType) -> None:
+    """Patch ``StoreDict`` once: a ``--hyperparams`` value that reads ``lin_...`` (which Python cannot evaluate)
+    becomes a :class:`CommandLineText` instead of the Zoo's ``SyntaxError`` or ``NameError``."""
+    store_dict = utils.StoreDict
+    if getattr(store_dict, _STORE_DICT_PATCHED, False):
+        return
+    original_call = store_dict.__call__
+
+    @functools.wraps(original_call)
+    def __call__(self: Any, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        if self.dest != "hyperparams" or not isinstance(values, list):
+            return original_call(self, parser, namespace, values, option_string)
+        texts = [item for item in values if item.partition(":")[2].startswith("lin_")]
+        original_call(self, parser, namespace, [item for item in values if item not in texts], option_string)
+        evaluated = getattr(namespace, self.dest)
+        result: dict[str, Any] = {}
+        for item in values:
+            key, _, text = item.partition(":")
+            if item in texts:
+                zoo_error = functools.partial(original_call, self, parser, argparse.Namespace(), [item], option_string)
+                result[key] = CommandLineText(text, zoo_error)
+            else:
+                result[key] = evaluated[key]
+        setattr(namespace, self.dest, result)
+
+    store_dict.__call__ = __call__
+    setattr(store_dict, _STORE_DICT_PATCHED, True)
+
+
+def _read_command_line_texts(custom_hyperparams: Any, algo: Any) -> None:
+    """Turn each :class:`CommandLineText` of ``--hyperparams`` into its string for our algorithms (in place: the
+    Zoo's ``args`` hold the same dict, saved to ``args.yml``), or raise the Zoo's own error for any other."""
+    if not isinstance(custom_hyperparams, dict):
+        return
+    for key, value in custom_hyperparams.items():
+        if isinstance(value, CommandLineText):
+            if not (isinstance(algo, str) and is_ours(algo)):
+                value.zoo_error()
+            custom_hyperparams[key] = str(value)
+
+
 def _register_algorithm(utils: ModuleType) -> None:
     for algo in ALGO_NAMES:
         utils.ALGOS[algo] = algorithm_class(algo)
     register_masked_envs()
+    _patch_store_dict(utils)
 
 
 def _register_optuna(hyperparams_opt: ModuleType) -> None:
@@ -159,8 +231,10 @@ def _patch_experiment_manager(exp_manager: ModuleType) -> None:
 
     @functools.wraps(original_init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        arguments = init_signature.bind(self, *args, **kwargs).arguments
+        _read_command_line_texts(arguments.get("hyperparams"), arguments.get("algo"))
         original_init(self, *args, **kwargs)
-        if is_ours(self.algo) and init_signature.bind(self, *args, **kwargs).arguments.get("config") is None:
+        if is_ours(self.algo) and arguments.get("config") is None:
             self.config = str(hyperparams_path(self.algo))
 
     @functools.wraps(original_read)
@@ -229,6 +303,7 @@ __all__ = [
     "NET_ARCHS",
     "ZOO_KEYS",
     "ZOO_SET_ARGUMENTS",
+    "CommandLineText",
     "algorithm_class",
     "check_hyperparams",
     "convert_trpo_plus_params",

@@ -86,6 +86,9 @@ CASES: dict[str, tuple[str, str, Callable[[], Any], dict[str, Any]]] = {
     ),
 }
 
+#: logged keys that repeat another logged key under a clearer name (alias -> key): each must equal its key
+ALIASES = {"train/trust_region_kl": "train/kl"}
+
 #: the small budget every case shares: two updates of 128 steps per env
 COMMON: dict[str, Any] = {
     "n_steps": 128,
@@ -128,6 +131,8 @@ def record(name: str) -> dict[str, th.Tensor]:
         _tensors({"mean": model.value_normalizer.mean, "var": model.value_normalizer.var}, "returns", out)
         out["returns.count"] = th.tensor(float(model.value_normalizer.count), dtype=th.float64)
     logged = {key: value for key, value in model.logger.name_to_value.items() if key.startswith("train/")}
+    for alias, source in ALIASES.items():  # checked here, bit for bit, and left out of the record
+        assert logged.pop(alias) == logged[source], f"{name}: {alias} is not {source}"
     assert logged, f"{name}: nothing logged under train/"
     _tensors(logged, "logged", out)
     return out

@@ -10,7 +10,7 @@ import torch as th
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_trpo_plus import TRPOPlus
-from sb3_trpo_plus.__main__ import main, parse_hyperparams
+from sb3_trpo_plus.__main__ import COMMANDS, main, parse_hyperparams, run
 
 
 def test_cli_trains_saves_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,3 +102,18 @@ def test_bad_hyperparams_end_in_a_usage_error(
     err = capsys.readouterr().err
     assert re.search(message, err), err
     assert not (tmp_path / "m.zip").exists()
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m sb3_trpo_plus --help`` names each subcommand with its line, and ``COMMAND --help`` reaches it."""
+    with pytest.raises(SystemExit) as exit_info:
+        run(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert COMMANDS, "no subcommand to list"
+    for name, command in COMMANDS.items():
+        assert re.search(rf"^  {name} +{re.escape(command.summary)}$", out, re.MULTILINE), out
+        with pytest.raises(SystemExit) as exit_info:
+            run([name, "--help"])
+        assert exit_info.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: python -m sb3_trpo_plus {name} ")

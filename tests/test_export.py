@@ -221,6 +221,48 @@ def test_statistics_in_the_policy_are_in_the_graph(tmp_path: Path) -> None:
     assert session.get_inputs()[0].type == "tensor(double)"  # the observation space's dtype, as predict takes it
 
 
+def test_float32_observations_for_a_float64_env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """HalfCheetah's observations are float64, and so by default is the graph's input (float32 gets ONNX Runtime's
+    INVALID_ARGUMENT); ``obs_dtype="float32"`` gives a graph that takes float32, with VecNormalize's float64
+    statistics folded in, that matches ``predict`` on the env's own float64 observations within the check's
+    tolerance. The result (and so the command's output) says what each graph takes."""
+    venv = VecNormalize(make_vec_env("HalfCheetah-v5", n_envs=1, seed=0))
+    model = TRPOPlus("MlpPolicy", venv, n_steps=64, batch_size=64, seed=0)
+    model.learn(128)
+    raw = np.random.default_rng(0).normal(size=(16, 17)) * 3
+    expected = model.predict(venv.normalize_obs(raw), deterministic=True)[0]
+    default = export_onnx(model, tmp_path / "f64.onnx", n_sampled=32)
+    assert default is not None and "It takes obs: float64 (batch, 17)" in str(default)
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match=r"expected: \(tensor\(double\)\)"):
+        ort.InferenceSession(str(tmp_path / "f64.onnx")).run(None, {"obs": raw.astype(np.float32)})
+
+    chosen = export_onnx(
+        model, tmp_path / "f32.onnx", obs_dtype="float32", rollout_env="HalfCheetah-v5", n_sampled=32, rollout_steps=32
+    )
+    assert chosen is not None and chosen.passed and "It takes obs: float32 (batch, 17)" in str(chosen)
+    (actions,) = ort.InferenceSession(str(tmp_path / "f32.onnx")).run(None, {"obs": raw.astype(np.float32)})
+    np.testing.assert_allclose(actions, expected, atol=1e-5)
+
+    model.save(tmp_path / "model.zip")
+    venv.save(str(tmp_path / "vecnormalize.pkl"))
+    command = [str(tmp_path / "model.zip"), str(tmp_path / "cli.onnx"), "--vec-normalize", str(tmp_path / "vecnormalize.pkl")]
+    assert export_main([*command, "--obs-dtype", "float32", "--samples", "16"]) == 0
+    assert "It takes obs: float32 (batch, 17)" in capsys.readouterr().out
+    with pytest.raises(
+        ExportError, match=r"Invalid obs_dtype='int8': expected None \(each .*\) or one of 'float32', 'float64'"
+    ):
+        export_onnx(model, tmp_path / "x.onnx", obs_dtype="int8")
+
+
+def test_obs_dtype_changes_only_float_observations(tmp_path: Path) -> None:
+    """In a Dict, ``obs_dtype`` changes the float Box entries; images keep uint8."""
+    model = TRPOPlus("MultiInputPolicy", SimpleMultiObsEnv(random_start=True), n_steps=32, batch_size=32, seed=0)
+    result = export_onnx(model, tmp_path / "dict.onnx", obs_dtype=np.float64, n_sampled=16)
+    assert result is not None and result.passed
+    types = {node.name: node.type for node in ort.InferenceSession(str(tmp_path / "dict.onnx")).get_inputs()}
+    assert types == {"vec": "tensor(double)", "img": "tensor(uint8)"}
+
+
 @pytest.mark.slow
 def test_vec_normalize_statistics_are_folded_in(tmp_path: Path) -> None:
     """A model trained behind VecNormalize: the env's statistics (or VecNormalize.save's file) go into the graph, so it

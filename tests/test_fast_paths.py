@@ -571,7 +571,7 @@ def test_non_fused_adam_step_stays_on_the_cpu() -> None:
 def test_reason_is_printed_once_at_verbose_1(capsys: pytest.CaptureFixture) -> None:
     kwargs = {"n_steps": 64, "batch_size": 64, "policy_kwargs": {"activation_fn": nn.Sigmoid}, "verbose": 1}
     TRPOPlus("MlpPolicy", "Pendulum-v1", seed=0, **kwargs).learn(192)  # type: ignore[arg-type]
-    message = "the MLP fast paths do not apply, so the generic (autograd) paths run: the actor or critic head is not a chain"
+    message = "for SB3's plain MLP actor-critic; here: the actor or critic head is not a chain"
     assert capsys.readouterr().out.count(message) == 1
     TRPOPlus("MlpPolicy", "Pendulum-v1", fast_paths=False, **kwargs).learn(128)  # type: ignore[arg-type]
     assert "fast paths" not in capsys.readouterr().out
@@ -687,6 +687,7 @@ def test_each_decline_is_said_once(capsys: pytest.CaptureFixture[str]) -> None:
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, use_sde=True, verbose=1, seed=0)
     model.learn(3 * 64)
     out = capsys.readouterr().out
-    assert out.count("the rollout forward takes the generic path: StateDependentNoiseDistribution") == 1
-    assert out.count("the Fisher-vector product takes the generic path: StateDependentNoiseDistribution") == 1
-    assert "critic fit takes the generic path" not in out
+    generic = "runs on the generic (autograd) path, which serves any policy (its fast path gives the same result, faster"
+    assert out.count(f"the rollout forward {generic}, in other cases; here: StateDependentNoiseDistribution") == 1
+    assert out.count(f"the Fisher-vector product {generic}, in other cases; here: StateDependentNoiseDistribution") == 1
+    assert "critic fit runs on the generic" not in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -277,3 +278,54 @@ def test_loading_with_a_mismatched_env_fails_clearly(tmp_path: Path) -> None:
     model.save(tmp_path / "model.zip")
     with pytest.raises(ValueError, match="spaces do not match"):
         TRPOPlus.load(tmp_path / "model.zip", env=gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize(
+    ("family", "mlp", "cnn"),
+    [("TRPOPlus", "MlpPolicy", "CnnPolicy"), ("RecurrentTRPOPlus", "MlpLstmPolicy", "CnnLstmPolicy")],
+)
+def test_image_observations_under_an_mlp_point_to_the_cnn_policy(family: str, mlp: str, cnn: str, tmp_path: Path) -> None:
+    """Pixels flattened into an MLP train, slowly: one UserWarning at construction names the CNN policy; a CNN
+    policy, vector observations and loading a saved model say nothing."""
+    from stable_baselines3.common.envs import FakeImageEnv
+
+    import sb3_trpo_plus
+
+    algorithm = getattr(sb3_trpo_plus, family)
+    with pytest.warns(UserWarning, match=rf"observations are images .* flattens them into an MLP.*use policy='{cnn}'"):
+        model = algorithm(mlp, FakeImageEnv(screen_height=36, screen_width=36), n_steps=16, batch_size=16)
+    model.save(tmp_path / "mlp.zip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        algorithm(cnn, FakeImageEnv(screen_height=36, screen_width=36), n_steps=16, batch_size=16)
+        algorithm(mlp, "CartPole-v1", n_steps=16, batch_size=16)
+        algorithm.load(tmp_path / "mlp.zip")
+    assert not [str(warning.message) for warning in caught if "images" in str(warning.message)]
+
+
+def test_what_verbose_1_says_reads_as_information(capsys: pytest.CaptureFixture[str]) -> None:
+    """At ``verbose=1`` TRPOPlus explains its choices (normalization left to VecNormalize or not applicable, the
+    generic paths): each line is labelled information and says what is done, then why, never as a fault."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.envs import FakeImageEnv
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_trpo_plus import RecurrentTRPOPlus
+
+    small = {"n_steps": 16, "batch_size": 16, "verbose": 1, "seed": 0}
+    TRPOPlus("MlpPolicy", VecNormalize(make_vec_env("Pendulum-v1")), **small).learn(32)
+    TRPOPlus("CnnPolicy", FakeImageEnv(screen_height=36, screen_width=36), **small).learn(32)
+    TRPOPlus("MlpPolicy", "Pendulum-v1", use_sde=True, **small).learn(32)
+    RecurrentTRPOPlus("MlpLstmPolicy", "Pendulum-v1", **small).learn(32)
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("TRPOPlus")]
+    done = (
+        "the env stack's VecNormalize normalizes the observations, so",
+        "the policy takes the observations as they are (normalize_observations='auto': ",
+        "the critic fits the returns on their own scale, as",
+        "the update runs on the generic (autograd) paths, which serve any policy (",
+        "the rollout forward runs on the generic (autograd) path, which serves any policy (",
+        "the Fisher-vector product runs on the generic (autograd) path, which serves any policy (",
+    )
+    assert len(said) == len(set(said)), said  # each said once
+    forms = [next((form for form in done if line.startswith(f"TRPOPlus info: {form}")), line) for line in said]
+    assert sorted(set(forms)) == sorted(done), said  # every line in one of the forms, every form seen

@@ -189,8 +189,8 @@ def test_vec_normalize_stack_gets_the_old_update_and_is_told_once(capsys: pytest
         params[bool(kwargs.get("verbose"))] = parameters_to_vector(model.policy.parameters()).detach()
     assert th.equal(params[True], params[False])
     out = capsys.readouterr().out
-    assert out.count("the env stack normalizes them (VecNormalize)") == 1
-    assert out.count("critic on the returns' own scale: the env stack normalizes (VecNormalize)") == 1
+    assert out.count("the env stack's VecNormalize normalizes the observations") == 1
+    assert out.count("the critic fits the returns on their own scale, as the env stack has a VecNormalize") == 1
 
 
 def test_the_switch_gives_the_old_defaults_policy_and_extractor() -> None:

@@ -71,6 +71,7 @@ def test_update_stays_in_trust_region_and_improves(case: str, target_kl: float) 
         "train/explained_variance",
         "train/is_line_search_success",
         "train/kl",
+        "train/trust_region_kl",
         "train/entropy",
         "train/cg_iterations",
         "train/cg_residual",
@@ -88,6 +89,7 @@ def test_update_stays_in_trust_region_and_improves(case: str, target_kl: float) 
     assert 0.0 < kl <= target_kl * (1 + 1e-5)
     assert surrogate_after > surrogate_before
     assert logged["train/kl"] == pytest.approx(kl, rel=1e-4, abs=1e-7)
+    assert logged["train/trust_region_kl"] == logged["train/kl"] <= logged["train/target_kl"]  # the key that says it
     assert logged["train/actual_improvement"] == pytest.approx(surrogate_after - surrogate_before, abs=1e-5)
     assert 0 < logged["train/step_fraction"] <= 1
     assert 1 <= logged["train/cg_iterations"] <= model.cg_max_steps

@@ -114,12 +114,13 @@ def test_start_without_rl_zoo3(tmp_path: Path) -> None:
 def test_register_patches_the_zoo_once() -> None:
     """One sentinel: registering again (by hand, after the start hook) wraps none of ExperimentManager's methods twice."""
     from rl_zoo3.exp_manager import ExperimentManager
+    from rl_zoo3.utils import StoreDict
 
     from sb3_trpo_plus import zoo
 
     def methods() -> tuple[object, ...]:
         names = ("__init__", "read_hyperparameters", "hyperparameters_optimization")
-        return tuple(ExperimentManager.__dict__[name] for name in names)
+        return (*(ExperimentManager.__dict__[name] for name in names), StoreDict.__dict__["__call__"])
 
     before = methods()
     assert all(hasattr(method, "__wrapped__") for method in before)  # patched (functools.wraps) by the start hook
@@ -322,6 +323,36 @@ def test_target_kl_lin_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert callable(model.target_kl)
     assert [model.target_kl(p) for p in (1.0, 0.25, 0.0)] == pytest.approx([0.02, 0.005, 0.0])
     assert "- target_kl\n    - lin_0.02\n" in (run / "CartPole-v1" / "config.yml").read_text()
+
+
+@pytest.mark.parametrize("algo", ["trpo_plus", "ppo"])
+def test_lin_schedule_on_the_command_line_as_the_files_write_it(
+    algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--hyperparams target_kl:lin_0.02`` (no Python quotes, as a hyperparameter file writes it) is the schedule
+    for our algorithms; any other algorithm keeps the Zoo's own error for a value Python cannot evaluate."""
+    args = ["--algo", algo, "--env", "CartPole-v1", "-n", "128", "-f", str(tmp_path), *TINY]
+    if algo != "trpo_plus":
+        with pytest.raises(SyntaxError):
+            zoo_main(monkeypatch, "train", *args, "--hyperparams", "n_steps:64", "learning_rate:lin_0.001")
+        return
+    zoo_main(
+        monkeypatch,
+        "train",
+        *args,
+        "--hyperparams",
+        "target_kl:lin_0.02",
+        "n_steps:64",
+        "batch_size:64",
+        "learning_rate:lin_1e-3",
+    )
+    run = tmp_path / "trpo_plus" / "CartPole-v1_1"
+    model = TRPOPlus.load(run / "CartPole-v1.zip")
+    assert model.n_steps == 64
+    assert [model.target_kl(p) for p in (1.0, 0.25, 0.0)] == pytest.approx([0.02, 0.005, 0.0])  # type: ignore[operator]
+    assert model.lr_schedule(0.5) == pytest.approx(5e-4)
+    saved = (run / "CartPole-v1" / "args.yml").read_text() + (run / "CartPole-v1" / "config.yml").read_text()
+    assert "- lin_0.02\n" in saved and "CommandLineText" not in saved  # plain strings in the Zoo's saved files
 
 
 def test_target_kl_auto_and_normalization_settings_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,6 +35,7 @@ class ExportCheck:
     :param rtol: relative tolerance
     :param failures: what failed (empty when the check passed)
     :param note: what the graph expects that a user could miss (e.g. observations normalized outside it)
+    :param inputs: each input of the graph with its dtype and shape, e.g. ``{"obs": "float64 (batch, 17)"}``
     """
 
     path: str
@@ -46,6 +47,7 @@ class ExportCheck:
     rtol: float = 1e-5
     failures: list[str] = field(default_factory=list)
     note: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -58,6 +60,7 @@ class ExportCheck:
         return (
             f"{self.path} {verdict} on {self.sampled} sampled and {self.rollout} rollout observations "
             f"({', '.join(parts)}; tolerance {self.atol:g} + {self.rtol:g} x |value|, exact for discrete actions)"
+            + (f". It takes {'; '.join(f'{name}: {text}' for name, text in self.inputs.items())}" if self.inputs else "")
             + (f". Note: {self.note}" if self.note else "")
         )
 
@@ -82,6 +85,18 @@ class ExportCheck:
         self.max_abs_error[name] = max(self.max_abs_error.get(name, 0.0), float(np.max(error, initial=0.0)))
         if not np.all(error <= self.atol + self.rtol * np.abs(want)):
             self.failures.append(f"{name}: max |error| {float(np.max(error)):.3g} above the tolerance")
+
+
+def input_types(session: Any) -> dict[str, tuple[np.dtype, str]]:
+    """Each input of an ONNX Runtime ``session``: its NumPy dtype and a description, e.g. ``float64 (batch, 17)``."""
+    names = {"float": "float32", "double": "float64"}  # ONNX's names of the two; the others are NumPy's own
+    types = {}
+    for node in session.get_inputs():
+        element = node.type.removeprefix("tensor(").removesuffix(")")
+        dtype = np.dtype(names.get(element, element))
+        shape = ", ".join(str(dim) for dim in node.shape)
+        types[node.name] = (dtype, f"{dtype.name} ({shape})")
+    return types
 
 
 def _stack(observations: list[Any]) -> Any:
@@ -167,18 +182,17 @@ def check_onnx(
         sets.append(rollout(family, env, rollout_steps, seed, to_policy))
         rolled = rollout_steps
 
+    types = input_types(session)
     result = ExportCheck(str(path), n_sampled, rolled, atol=atol, rtol=rtol)
+    result.inputs = {name: text for name, (_, text) in types.items()}
     keys = list(policy.observation_space.spaces) if isinstance(policy.observation_space, spaces.Dict) else None
     exact_actions = not isinstance(policy.action_space, spaces.Box)
     for obs, inputs in sets:
         count = len(obs[keys[0]]) if keys is not None else len(obs)
         inputs = {**inputs, **family.unobserved_inputs(count, rng, value)}
-        feed: dict[str, np.ndarray] = {}
-        if keys is None:
-            feed["obs"] = np.asarray(obs, dtype=policy.observation_space.dtype)
-        else:
-            for key in keys:
-                feed[key] = np.asarray(obs[key], dtype=policy.observation_space[key].dtype)  # type: ignore[index]
+        # the observations in the graph's dtypes (obs_dtype may differ from the space's); predict gets them as they are
+        observed = {"obs": obs} if keys is None else {key: obs[key] for key in keys}
+        feed = {name: np.asarray(values).astype(types[name][0]) for name, values in observed.items()}
         feed.update(inputs)
         got = dict(zip([output.name for output in session.get_outputs()], session.run(None, feed), strict=True))
         normalized = to_policy(obs)

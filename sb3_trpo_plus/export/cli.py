@@ -9,6 +9,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_trpo_plus import families
 from sb3_trpo_plus.export.errors import ExportCheckError, ExportError
+from sb3_trpo_plus.export.inputs import OBS_DTYPES
 from sb3_trpo_plus.export.write import export_onnx
 
 
@@ -43,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env", default=None, help="env id whose rollout is added to the check (default: sampled observations only)"
     )
+    parser.add_argument(
+        "--obs-dtype",
+        default=None,
+        choices=OBS_DTYPES,
+        help="dtype of the float observation inputs (default: the observation space's, e.g. float64 for MuJoCo tasks)",
+    )
     parser.add_argument("--value", action="store_true", help="also output the value estimate")
     parser.add_argument("--log-std", action="store_true", help="also output the Gaussian's log standard deviation")
     parser.add_argument("--samples", type=int, default=256, help="observations sampled for the check (default: 256)")
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             model,
             args.output,
             vec_normalize=args.vec_normalize,
+            obs_dtype=args.obs_dtype,
             value=args.value,
             log_std=args.log_std,
             rollout_env=args.env,

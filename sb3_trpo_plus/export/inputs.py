@@ -63,21 +63,58 @@ def critic_lstm(policy: BasePolicy) -> th.nn.LSTM | None:
 
 
 # ------------------------------------------------------------------------------------------ the traced inputs
-def example_inputs(family: ExportFamily, batch: int, value: bool = False) -> tuple[list[str], list[th.Tensor]]:
-    """Input names and example tensors (the dtypes ``predict`` would hand the policy): the observations (``obs``, or
-    one per key of a Dict), then the family's own inputs.
+#: the dtypes :func:`~sb3_trpo_plus.export.export_onnx`'s ``obs_dtype`` allows for float observations
+OBS_DTYPES = ("float32", "float64")
+
+
+def check_obs_dtype(obs_dtype: Any) -> np.dtype | None:
+    """``obs_dtype`` as a NumPy dtype (``None``: each observation space's own), or :class:`ExportError` naming the
+    allowed values."""
+    if obs_dtype is None:
+        return None
+    try:
+        dtype = np.dtype(obs_dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.name not in OBS_DTYPES:
+        raise ExportError(
+            f"Invalid obs_dtype={obs_dtype!r}: expected None (each observation space's own dtype) or one of "
+            f"{', '.join(map(repr, OBS_DTYPES))}"
+        )
+    return dtype
+
+
+def observation_dtypes(space: spaces.Space, obs_dtype: np.dtype | None) -> dict[str, np.dtype]:
+    """The graph's observation inputs (``obs``, or one per key of a Dict) and their dtypes: the space's own, or
+    ``obs_dtype`` for a float Box (images, integer and discrete observations keep theirs)."""
+    subspaces = dict(space.spaces) if isinstance(space, spaces.Dict) else {"obs": space}
+    dtypes = {}
+    for name, sub in subspaces.items():
+        own = np.dtype(sub.dtype) if sub.dtype is not None else np.dtype(np.float32)
+        chosen = obs_dtype is not None and isinstance(sub, spaces.Box) and np.issubdtype(own, np.floating)
+        dtypes[name] = obs_dtype if chosen and obs_dtype is not None else own
+    return dtypes
+
+
+def example_inputs(
+    family: ExportFamily, batch: int, value: bool = False, obs_dtype: np.dtype | None = None
+) -> tuple[list[str], list[th.Tensor]]:
+    """Input names and example tensors: the observations (``obs``, or one per key of a Dict) in the dtypes of
+    :func:`observation_dtypes`, then the family's own inputs.
 
     :param family: the policy's family (its policy is the one traced)
     :param batch: the example batch size
     :param value: whether the graph also outputs the value (a critic with its own LSTM then takes its state)
+    :param obs_dtype: the dtype of float Box observations (``None``: the space's own, as ``predict`` takes them)
     """
     space = copy.deepcopy(family.policy.observation_space)  # samples from a copy: the user's space keeps its stream
     space.seed(0)
     names: list[str] = []
     tensors: list[th.Tensor] = []
     subspaces = dict(space.spaces) if isinstance(space, spaces.Dict) else {"obs": space}
+    dtypes = observation_dtypes(space, obs_dtype)
     for name, sub in subspaces.items():
-        sample = np.stack([sub.sample() for _ in range(batch)])
+        sample = np.stack([sub.sample() for _ in range(batch)]).astype(dtypes[name])
         names.append(name)
         tensors.append(th.as_tensor(sample))
     for name, tensor in family.example_inputs(batch, value):

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -23,7 +24,7 @@ from sb3_trpo_plus.export.check import ExportCheck, check_onnx
 from sb3_trpo_plus.export.errors import ExportCheckError, ExportError, require
 from sb3_trpo_plus.export.family import export_family
 from sb3_trpo_plus.export.graph import FoldedVecNormalize, PolicyGraph
-from sb3_trpo_plus.export.inputs import cpu_copy, example_inputs, resolve_vec_normalize
+from sb3_trpo_plus.export.inputs import check_obs_dtype, cpu_copy, example_inputs, resolve_vec_normalize
 from sb3_trpo_plus.export.metadata import write_metadata
 from sb3_trpo_plus.normalization import observation_normalizers
 
@@ -33,6 +34,7 @@ def export_onnx(
     path: str | os.PathLike,
     *,
     vec_normalize: VecNormalize | str | os.PathLike | bool | None = None,
+    obs_dtype: str | np.dtype | type | None = None,
     value: bool = False,
     log_std: bool = False,
     check: bool = True,
@@ -49,7 +51,8 @@ def export_onnx(
     check it against ``predict`` with ONNX Runtime.
 
     Inputs: ``obs`` (or one input per key of a Dict observation, named by the key), in the policy's observation
-    space (images channel-first, as ``VecTransposeImage`` gives them) and its dtype, with a batch dimension; then
+    space (images channel-first, as ``VecTransposeImage`` gives them) and its dtype (``obs_dtype`` chooses another
+    for float observations), with a batch dimension; then
     ``action_mask`` (bool, sb3-contrib's layout) for ``MaskableTRPOPlus``; ``lstm_h``, ``lstm_c`` (``(layers,
     batch, hidden)``) and ``episode_start`` (float, 1 where an episode starts) for ``RecurrentTRPOPlus``, as
     ``predict(..., state=(h, c), episode_start=...)`` takes them. Outputs: ``actions``, then ``lstm_h_out`` and
@@ -65,6 +68,11 @@ def export_onnx(
         or the path of the file ``VecNormalize.save`` wrote (models trained behind ``VecNormalize``, including
         every model of earlier versions); ``False``: none (the graph then takes normalized observations).
         Statistics normalized inside the policy (``normalize_observations``) are always in the graph.
+    :param obs_dtype: the dtype of the graph's float (Box) observation inputs: ``None`` (default) the observation
+        space's own, as the env gives them (float64 for MuJoCo tasks, float32 for most others); ``"float32"`` or
+        ``"float64"`` that dtype instead (the network computes in float32 either way; folded ``VecNormalize``
+        statistics in float64, as ``VecNormalize`` does). The check feeds the graph the observations cast to it and
+        compares with ``predict`` on the observations as they were. Images and integer observations keep their dtype
     :param value: also output the value estimate (``predict_values``; recurrent: as sb3-contrib's ``forward`` computes
         it, with the critic's own LSTM state when it has one)
     :param log_std: also output the log standard deviation of a Gaussian action distribution
@@ -86,12 +94,13 @@ def export_onnx(
         raise ExportError(f"Invalid model: expected an SB3 algorithm or policy, got {type(model).__name__}")
     if value and not hasattr(policy, "predict_values"):
         raise ExportError(f"Invalid value=True: {type(policy).__name__} has no predict_values")
+    dtype = check_obs_dtype(obs_dtype)
     statistics = resolve_vec_normalize(model, vec_normalize)
     family = export_family(cpu_copy(policy))
     exported = family.policy
     folded = FoldedVecNormalize(statistics, exported.observation_space) if statistics is not None else None
     graph = PolicyGraph(family, folded, value, log_std).eval()
-    names, tensors = example_inputs(family, batch=2, value=value)
+    names, tensors = example_inputs(family, batch=2, value=value, obs_dtype=dtype)
     output_names = family.output_names(value, log_std)
 
     distribution = getattr(policy, "action_dist", None)
