@@ -67,6 +67,66 @@ def screening(runs: pd.DataFrame, candidates: list[str], tasks: dict[str, int]) 
     return "\n".join(lines), chosen
 
 
+#: RULE.md's round 3: the value head that starts at zero (``zerohead``) against the recorded ``new`` rows
+ROUND3 = (["new", "zerohead"], {**CLASSIC, "Hopper-v5": 1_000_000, "HalfCheetah-v5": 1_000_000, "Walker2d-v5": 1_000_000})
+ROUND3_MARGIN = 0.05
+
+
+def regression_check(runs: pd.DataFrame) -> str:
+    """Round 3's table: each task with both seeds of both configurations in, scored as the screening scores; the
+    zero head stays if its mean score is at least ``new``'s minus :data:`ROUND3_MARGIN`."""
+    candidates, tasks = ROUND3
+    lines = ["| task | steps | " + " | ".join(candidates) + " |", "|---|---|" + "---|" * len(candidates)]
+    scores: dict[str, list[float]] = {c: [] for c in candidates}
+    for task, steps in tasks.items():
+        means = {}
+        for config in candidates:
+            rows = runs[(runs.config == config) & (runs.env == task) & (runs.steps == steps) & runs.seed.isin(SCREEN_SEEDS)]
+            means[config] = float(rows.final_mean.mean()) if len(rows) == len(SCREEN_SEEDS) else None
+        if any(mean is None for mean in means.values()):
+            lines.append(
+                f"| {task} | {steps:,} | " + " | ".join("n/a" if m is None else f"{m:.1f}" for m in means.values()) + " |"
+            )
+            continue
+        best = max(means.values())  # type: ignore[type-var]
+        for config in candidates:
+            scores[config].append((means[config] - RANDOM[task]) / (best - RANDOM[task]))  # type: ignore[operator]
+        lines.append(
+            f"| {task} | {steps:,} | " + " | ".join(f"{means[c]:.1f} ({scores[c][-1]:.2f})" for c in candidates) + " |"
+        )
+    if not scores["new"]:
+        return "\n".join([*lines, "", "No task has both seeds of both configurations yet."])
+    mean_scores = {c: float(np.mean(scores[c])) for c in candidates}
+    lines.append("| **mean score** | | " + " | ".join(f"**{mean_scores[c]:.3f}**" for c in candidates) + " |")
+    verdict = "stays" if mean_scores["zerohead"] >= mean_scores["new"] - ROUND3_MARGIN else "does not stay"
+    n_tasks = len(scores["new"])
+    lines += ["", f"Over the {n_tasks} task(s) with both seeds in, by the rule the zero head **{verdict}**."]
+    if n_tasks < len(tasks):
+        lines.append("The check is not complete: the other tasks' runs are queued (RULE.md, round 3).")
+    return "\n".join(lines)
+
+
+def diagnosis(path: Path) -> str:
+    """DIAGNOSIS.md's variants: each task's final returns per seed and their mean where every seed of the variant is in."""
+    data = pd.read_csv(path)
+    parts = []
+    for (task, steps), group in data.groupby(["env", "steps"], sort=False):
+        seeds = sorted(set(group.seed))
+        parts += [
+            f"**{task}, {steps:,} steps**",
+            "",
+            "| variant | " + " | ".join(f"seed {seed}" for seed in seeds) + " | mean |",
+            "|---|" + "---|" * (len(seeds) + 1),
+        ]
+        for variant, rows in group.groupby("config", sort=False):
+            by_seed = rows.groupby("seed").final_mean.mean()
+            cells = [f"{by_seed[seed]:.1f}" if seed in by_seed else "" for seed in seeds]
+            mean = f"{by_seed.mean():.1f}" if len(by_seed) == len(SCREEN_SEEDS) else "(one seed)"
+            parts.append(f"| {variant} | " + " | ".join(cells) + f" | {mean} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
 def tuned_entries() -> pd.DataFrame:
     data = pd.read_csv(TUNED)
     return data[(data.algo == "trpo_plus") & data.seed.between(0, 9)]
@@ -217,6 +277,19 @@ def main() -> None:
             classic(runs, chosen),
             "",
             "p is `nan` where both sides have no spread (the same return on every seed).",
+        ]
+    parts += [
+        "",
+        "## Round 3: the value head that starts at zero, against the recorded `new` (tuning seeds 100 and 101)",
+        "",
+        regression_check(runs),
+    ]
+    if (HERE / "diagnosis.csv").exists():
+        parts += [
+            "",
+            "## Diagnosis of the shortfalls (DIAGNOSIS.md; tuning seeds, final deterministic return)",
+            "",
+            diagnosis(HERE / "diagnosis.csv"),
         ]
     parts += ["", *extra_tables()]
     text = "\n".join(parts) + "\n"
