@@ -53,10 +53,11 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
         value = arguments[name]
         if name in SCHEDULE_ARGUMENTS and callable(value):
             continue
-        if name in ("torch_threads", "target_kl") and (value is None or value == "auto"):
-            continue  # torch_threads: None or "auto"; target_kl: "auto" (it is never None)
-        if name == "target_kl" and isinstance(value, str):
-            raise InvalidArgumentError(name, value, "'auto', a number > 0 or a schedule")
+        if name in ("torch_threads", "target_kl", "cg_damping") and (value is None or value == "auto"):
+            continue  # torch_threads: None or "auto"; target_kl, cg_damping: "auto" (checked for None below)
+        if name in ("target_kl", "cg_damping") and isinstance(value, str):
+            allowed = "'auto', a number > 0 or a schedule" if name == "target_kl" else "'auto' or a number >= 0"
+            raise InvalidArgumentError(name, value, allowed)
         check_range(name, value, **limits)
     if "fast_paths" in arguments and not isinstance(arguments["fast_paths"], bool):
         raise InvalidArgumentError("fast_paths", arguments["fast_paths"], "True or False")

@@ -288,3 +288,18 @@ def test_default_adam_is_fused_and_user_choice_is_kept() -> None:
     chosen = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, policy_kwargs={"optimizer_kwargs": {"foreach": True}})
     assert chosen.policy.optimizer.param_groups[0]["foreach"] is True
     assert not chosen.policy.optimizer.param_groups[0]["fused"]
+
+
+def test_auto_damping_is_sb3_contribs_default_in_the_joint_unit() -> None:
+    """``cg_damping="auto"`` damps with 0.1 times the action dimensions (sb3-contrib's 0.1 in TRPOPlus's unit): on
+    Reacher-v5 (2 dimensions) its updates are those of ``cg_damping=0.2``, bit for bit."""
+    params = []
+    for damping in ("auto", 0.2):
+        model = TRPOPlus("MlpPolicy", "Reacher-v5", n_steps=128, batch_size=64, cg_damping=damping, seed=0)
+        assert model._fisher_damping() == pytest.approx(0.2)
+        model.learn(256)
+        params.append(th.cat([p.detach().flatten() for p in model.policy.parameters()]))
+    assert th.equal(params[0], params[1])
+    assert TRPOPlus("MlpPolicy", "CartPole-v1", n_steps=64, cg_damping="auto")._fisher_damping() == pytest.approx(0.1)
+    with pytest.raises(ValueError, match=r"Invalid cg_damping='high': expected 'auto' or a number >= 0"):
+        TRPOPlus("MlpPolicy", "CartPole-v1", cg_damping="high")
