@@ -178,9 +178,10 @@ class TRPOPlus(OnPolicyAlgorithm):
         (SB3's MLP actor-critic, unmodified); any other policy takes the generic autograd paths regardless.
         ``False`` always takes the generic paths
     :param torch_threads: torch's intra-op thread count while learning (restored afterwards): ``"auto"``
-        (default) uses 1 for MLP policies unless the count was chosen already (``torch.set_num_threads`` after
-        importing ``sb3_trpo_plus``, or ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``), and leaves other policies
-        alone; an integer >= 1 uses that many; ``None`` never changes torch's setting
+        (default) uses 1 for MLP and LSTM policies (:data:`sb3_trpo_plus.threads.SMALL_LAYERS`) unless the count was
+        chosen already (``torch.set_num_threads`` after importing ``sb3_trpo_plus``, or
+        ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``), and leaves policies with convolutions alone; an integer >= 1 uses
+        that many; ``None`` never changes torch's setting
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)

@@ -600,7 +600,9 @@ class ThreadsSeen(BaseCallback):
         return True
 
 
-def threads_while_learning(monkeypatch: pytest.MonkeyPatch, policy: str, env_id: str, **kwargs) -> tuple[set[int], int]:
+def threads_while_learning(
+    monkeypatch: pytest.MonkeyPatch, policy: str, env_id: str, algorithm: type = TRPOPlus, **kwargs
+) -> tuple[set[int], int]:
     """The torch thread counts seen during ``learn()``, and the count afterwards, starting from 3 threads."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
@@ -609,7 +611,7 @@ def threads_while_learning(monkeypatch: pytest.MonkeyPatch, policy: str, env_id:
     try:
         monkeypatch.setattr(threads_module, "_THREADS_AT_IMPORT", kwargs.pop("at_import", 3))
         callback = ThreadsSeen()
-        TRPOPlus(policy, env_id, n_steps=64, batch_size=64, **kwargs).learn(64, callback=callback)
+        algorithm(policy, env_id, n_steps=64, batch_size=64, **kwargs).learn(64, callback=callback)
         return callback.seen, th.get_num_threads()
     finally:
         th.set_num_threads(previous)
@@ -623,6 +625,18 @@ def test_threads_capped_for_mlp_policies_and_restored(monkeypatch: pytest.Monkey
     assert threads_while_learning(monkeypatch, "MlpPolicy", "Pendulum-v1", at_import=2) == ({3}, 3)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads_while_learning(monkeypatch, "MlpPolicy", "Pendulum-v1")[0] == {1}  # delenv'd inside: capped
+
+
+def test_threads_capped_for_lstm_and_masked_policies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recurrent and masked families' small policies learn on one thread too (``torch_threads="auto"``)."""
+    from sb3_contrib.common.envs import InvalidActionEnvDiscrete
+
+    from sb3_trpo_plus import MaskableTRPOPlus, RecurrentTRPOPlus
+
+    lstm = {"policy_kwargs": {"lstm_hidden_size": 8}}
+    assert threads_while_learning(monkeypatch, "MlpLstmPolicy", "CartPole-v1", RecurrentTRPOPlus, **lstm) == ({1}, 3)
+    env = InvalidActionEnvDiscrete(dim=4, n_invalid_actions=1)
+    assert threads_while_learning(monkeypatch, "MlpPolicy", env, MaskableTRPOPlus) == ({1}, 3)  # type: ignore[arg-type]
 
 
 def test_threads_left_alone_for_cnn_policies(monkeypatch: pytest.MonkeyPatch) -> None:
