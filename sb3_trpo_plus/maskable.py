@@ -106,6 +106,9 @@ class MaskableTRPOPlus(TRPOPlus):
     #: ``learn``'s ``use_masking``, read by ``collect_rollouts`` (not saved)
     _use_masking: bool = True
 
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_use_masking"]
+
     def _family_parts(self) -> FamilyParts:
         """sb3-contrib's maskable policies and buffers (which store the masks); Discrete, MultiDiscrete and MultiBinary
         actions; the policy takes no ``use_sde``."""

@@ -280,3 +280,12 @@ def test_dict_observations_use_the_dict_buffer() -> None:
     assert isinstance(model.rollout_buffer, MaskableDictRolloutBuffer)
     assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
     assert not (model.rollout_buffer.actions == 2).any()  # the masked action was never taken
+
+
+def test_learn_without_masks_is_not_saved(tmp_path: Path) -> None:
+    """``learn(use_masking=False)`` is that call's choice: a saved and loaded model collects with masks again."""
+    model = MaskableTRPOPlus("MlpPolicy", InvalidActionEnvDiscrete(dim=5, n_invalid_actions=2), n_steps=32, seed=0)
+    model.learn(32, use_masking=False)
+    assert model._use_masking is False
+    model.save(tmp_path / "model")
+    assert MaskableTRPOPlus.load(tmp_path / "model")._use_masking is True
