@@ -223,3 +223,12 @@ def test_lstm_entry_is_derived_by_the_rule(env_id: str) -> None:
             break
         comment.insert(0, line)
     assert "Derived by LSTM_ENTRIES.md's rule" in " ".join(comment) and "not yet measured" in " ".join(comment)
+
+
+def test_the_benchmark_knows_the_derived_entries() -> None:
+    """benchmarks/families/run.py runs every derived entry but CarRacing-v3 (the Zoo runs it), to at most 1M steps."""
+    from benchmarks.families import run
+
+    assert set(run.DERIVED_TASKS) | {"CarRacing-v3"} == set(_lstm_entries()) - set(OLDER_LSTM_ENTRIES)
+    assert run._budget({"n_timesteps": 1e8}) == 1_000_000 and run._budget({"n_timesteps": 3e5}) == 300_000
+    assert run._zoo_entry("ppo_lstm", "LunarLanderNoVel-v3")["n_steps"] == 512  # the -v2 entry
