@@ -222,7 +222,7 @@ def test_lstm_entry_is_derived_by_the_rule(env_id: str) -> None:
         if not line.startswith("#"):
             break
         comment.insert(0, line)
-    assert "Derived by LSTM_ENTRIES.md's rule" in " ".join(comment) and "not yet measured" in " ".join(comment)
+    assert "Derived by LSTM_ENTRIES.md's rule" in " ".join(comment)  # then "not yet measured" or the verdict
 
 
 def test_the_benchmark_knows_the_derived_entries() -> None:
