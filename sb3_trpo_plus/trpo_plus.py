@@ -50,7 +50,7 @@ from sb3_trpo_plus.natural_gradient import (
 from sb3_trpo_plus.normalization import Setting, select_observation_normalization, update_observation_statistics
 from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 from sb3_trpo_plus.threads import ThreadSetting, thread_cap, threads
-from sb3_trpo_plus.units import KlUnit, action_dimensions, saved_kl_unit, scaled
+from sb3_trpo_plus.units import KlUnit, action_dimensions, keep_trust_region, saved_kl_unit
 from sb3_trpo_plus.validation import NonFiniteObservationError, non_finite_rollout, reporting_non_finite_observations
 
 SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
@@ -793,21 +793,8 @@ class TRPOPlus(OnPolicyAlgorithm):
         """
         unit = saved_kl_unit(path)
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        if unit is not None and unit != cls.KL_UNIT:
-            dims = action_dimensions(model.action_space)
-            factor = dims if cls.KL_UNIT == "joint" else 1 / dims
-            if dims != 1:
-                saved_by = "sb3_contrib.TRPO or sb3_trpo_plus.TRPO" if unit == "per_dimension" else "TRPOPlus"
-                warnings.warn(
-                    f"{os.fspath(path) if not isinstance(path, io.BufferedIOBase) else 'The file'} was saved by "
-                    f"{saved_by}, whose target_kl and cg_damping are {unit.replace('_', ' ')}; {cls.__name__} reads them "
-                    f"{cls.KL_UNIT.replace('_', ' ')}, so both were multiplied by {factor:g} ({dims} action dimensions) "
-                    "to keep the same trust region",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            model.target_kl, model.cg_damping = scaled(model.target_kl, factor), scaled(model.cg_damping, factor)
-        model.kl_unit = cls.KL_UNIT
+        where = os.fspath(path) if not isinstance(path, io.BufferedIOBase) else "The file"
+        keep_trust_region(model, unit or cls.KL_UNIT, cls.KL_UNIT, f"{where} was saved in another unit; {cls.__name__}")
         return model
 
     def learn(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from typing import Any, Literal
@@ -82,3 +83,24 @@ def saved_kl_unit(path: str | os.PathLike | io.BufferedIOBase) -> KlUnit | None:
     if unit in ("joint", "per_dimension"):
         return unit
     return "joint" if any(key in data for key in TRPO_PLUS_KEYS) else "per_dimension"
+
+
+def keep_trust_region(model: Any, saved: KlUnit, unit: KlUnit, who: str) -> None:
+    """
+    A loaded model's ``target_kl`` and ``cg_damping`` converted from the unit its file was ``saved`` in to ``unit``,
+    so that its trust region stays the same, with a ``UserWarning`` where the values change (``who`` starts it).
+    """
+    if saved != unit:
+        dims = action_dimensions(model.action_space)
+        factor = dims if unit == "joint" else 1 / dims
+        if dims != 1:
+            saved_by = "sb3_contrib.TRPO or sb3_trpo_plus.TRPO" if saved == "per_dimension" else "TRPOPlus"
+            warnings.warn(
+                f"{who} reads target_kl and cg_damping {unit.replace('_', ' ')}, and the file's ({saved_by}) are "
+                f"{saved.replace('_', ' ')}: both were multiplied by {factor:g} ({dims} action dimensions) to keep the "
+                "same trust region",
+                UserWarning,
+                stacklevel=3,
+            )
+        model.target_kl, model.cg_damping = scaled(model.target_kl, factor), scaled(model.cg_damping, factor)
+    model.kl_unit = unit

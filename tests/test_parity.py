@@ -225,7 +225,7 @@ def test_model_files_keep_their_trust_region_in_either_class(tmp_path: Path) -> 
             loaded = TRPOPlus.load(tmp_path / name)
         assert (loaded.target_kl, loaded.cg_damping) == pytest.approx((0.12, 1.2))
         assert loaded._current_target_kl() == pytest.approx(0.12) and loaded.kl_unit == "joint"
-    with pytest.warns(UserWarning, match="TRPO reads them per dimension"):
+    with pytest.warns(UserWarning, match="TRPO reads target_kl and cg_damping per dimension"):
         back = sb3_trpo_plus.TRPO.load(tmp_path / "plus")
     assert (back.target_kl, back.cg_damping) == pytest.approx((0.02, 0.2)) and back._current_target_kl() == pytest.approx(0.12)
     own = (("contrib", sb3_trpo_plus.TRPO, 0.02), ("dropin", sb3_trpo_plus.TRPO, 0.02), ("plus", TRPOPlus, 0.12))
