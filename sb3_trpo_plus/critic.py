@@ -96,11 +96,6 @@ def value_head(policy: nn.Module) -> nn.Linear | None:
     return head
 
 
-def update_return_statistics(statistics: RunningMeanStd, returns: np.ndarray) -> None:
-    """Merge a rollout's returns into ``statistics``; NaN and infinite returns are left out."""
-    merge_finite(statistics, returns)
-
-
 def value_scale(statistics: RunningMeanStd) -> ValueScale:
     """The scale of the statistics: their mean, and their standard deviation (at least :data:`MIN_RETURN_STD`)."""
     return ValueScale(float(statistics.mean), max(math.sqrt(float(statistics.var)), MIN_RETURN_STD))
@@ -169,7 +164,7 @@ def fitting_scale(statistics: RunningMeanStd | None, policy: nn.Module, returns:
     if statistics is None or head is None:
         yield ValueScale()
         return
-    update_return_statistics(statistics, returns)
+    merge_finite(statistics, returns)  # NaN and infinite returns are left out
     scale = value_scale(statistics)
     with normalized_head(head, scale):
         yield scale
