@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Round 4's stage 1 (RULE.md), one lane: bash benchmarks/defaults/screening_queue.sh 100|101
+# Runs from the repository root, appends to benchmarks/defaults/screening.csv, one run at a time; a row already in
+# the table (same label, env, seed, steps) is skipped, so a stopped lane picks up where it left off.
+set -u
+cd "$(dirname "$0")/../.."
+seed="${1:?usage: $0 SEED}"
+table=benchmarks/defaults/screening.csv
+have() {  # label env steps
+    [ -f "$table" ] && python - "$table" "$1" "$2" "$seed" "$3" <<'PY'
+import csv, sys
+table, label, env, seed, steps = sys.argv[1:]
+rows = csv.DictReader(open(table))
+sys.exit(0 if any(r["config"] == label and r["env"] == env and r["seed"] == seed and r["steps"] == steps for r in rows) else 1)
+PY
+}
+one() {  # label env steps args...
+    local label=$1 env=$2 steps=$3; shift 3
+    have "$label" "$env" "$steps" && return 0
+    python -m benchmarks.defaults.oneliner --config new --label "$label" --env "$env" --seed "$seed" --steps "$steps" \
+        --table "$table" --env-kwargs '{}' "$@" || echo "FAILED: $label $env $seed" >&2
+}
+DAUTO=(--set 'cg_damping="auto"')
+for task in Ant-v5:300000 HalfCheetah-v5:300000 Hopper-v5:300000 Walker2d-v5:300000 Swimmer-v5:300000 \
+            Pendulum-v1:100000 CartPole-v1:100000; do
+    env=${task%%:*}; steps=${task##*:}
+    one new "$env" "$steps"
+    one dauto "$env" "$steps" "${DAUTO[@]}"
+    one dauto_std05 "$env" "$steps" "${DAUTO[@]}" --set 'policy_kwargs={"log_std_init": -0.6931}'
+    one dauto_g9999 "$env" "$steps" "${DAUTO[@]}" --set gamma=0.9999 --set gae_lambda=0.99
+    one dauto_clip5 "$env" "$steps" "${DAUTO[@]}" --set 'policy_kwargs={"features_extractor_kwargs": {"clip_obs": 5.0}}'
+done
