@@ -3,6 +3,7 @@ constructor, and the RL Zoo before it builds any env)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,3 +65,26 @@ def check_arguments(arguments: Mapping[str, Any]) -> None:
     for name in ("normalize_observations", "normalize_values"):
         if name in arguments:
             check_setting(name, arguments[name])
+
+
+def check_rollout_size(n_steps: int, n_envs: int, batch_size: int, normalize_advantage: bool) -> None:
+    """
+    ``ValueError`` when the rollout (``n_steps * n_envs`` transitions) is a single one while advantages are normalized
+    (their standard deviation is undefined); SB3's ``UserWarning`` when ``batch_size`` does not divide it.
+    """
+    buffer_size = n_envs * n_steps
+    if normalize_advantage and buffer_size <= 1:
+        raise ValueError(
+            f"Invalid n_steps={n_steps} with n_envs={n_envs}: `n_steps * n_envs` must be "
+            "greater than 1 when normalize_advantage=True (the advantages' standard deviation is undefined)"
+        )
+    if buffer_size % batch_size > 0:
+        warnings.warn(
+            f"You have specified a mini-batch size of {batch_size},"
+            f" but because the `RolloutBuffer` is of size `n_steps * n_envs = {buffer_size}`,"
+            f" after every {buffer_size // batch_size} untruncated mini-batches,"
+            f" there will be a truncated mini-batch of size {buffer_size % batch_size}\n"
+            f"We recommend using a `batch_size` that is a factor of `n_steps * n_envs`.\n"
+            f"Info: (n_steps={n_steps} and n_envs={n_envs})",
+            stacklevel=3,
+        )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import math
 import os
 import pathlib
 import warnings
@@ -26,65 +25,41 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution, kl_divergence
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sb3_trpo_plus import critic, fast_paths
-from sb3_trpo_plus.arguments import ARGUMENT_RANGES, SCHEDULE_ARGUMENTS, SUPPORTED_ACTION_SPACES, check_arguments
+from sb3_trpo_plus.arguments import (
+    ARGUMENT_RANGES,
+    SCHEDULE_ARGUMENTS,
+    SUPPORTED_ACTION_SPACES,
+    check_arguments,
+    check_rollout_size,
+)
 from sb3_trpo_plus.batches import index_obs
 from sb3_trpo_plus.fisher import DistributionFisher, fisher_for, joint_kl
-from sb3_trpo_plus.natural_gradient import (
-    MatVec,
-    backtracking_line_search,
-    conjugate_gradient,
-    gauss_newton_fvp,
-    hessian_fvp,
-    max_step_size,
-)
+from sb3_trpo_plus.natural_gradient import MatVec, gauss_newton_fvp, hessian_fvp
 from sb3_trpo_plus.normalization import Setting, select_observation_normalization, update_observation_statistics
-from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, warn_if_images_flattened
+from sb3_trpo_plus.policy_step import PolicyStepStats, StepSettings, natural_gradient_step
 from sb3_trpo_plus.threads import ThreadSetting, thread_cap, threads
-from sb3_trpo_plus.units import KlUnit, action_dimensions, keep_trust_region, saved_kl_unit
+from sb3_trpo_plus.units import (
+    KlUnit,
+    auto_target_kl,
+    fisher_damping,
+    keep_trust_region,
+    saved_kl_unit,
+    trust_region_radius,
+)
 from sb3_trpo_plus.validation import NonFiniteObservationError, non_finite_rollout, reporting_non_finite_observations
 
 SelfTRPOPlus = TypeVar("SelfTRPOPlus", bound="TRPOPlus")
 
 #: a fast-path plan of one update (``None``: the generic paths), or ``"decide"`` it where it is needed
 PlanChoice = fast_paths.Plan | None | Literal["decide"]
-
-#: torch's intra-op thread count when this module was imported: a different count later was chosen by someone
-_THREADS_AT_IMPORT = th.get_num_threads()
-
-
-@dataclass
-class PolicyStepStats:
-    """What one natural-gradient step saw; each field is logged under ``train/`` (by its name, except where said)."""
-
-    policy_objective: float
-    #: the trust-region radius delta of this update (``target_kl``, or its schedule's value)
-    target_kl: float
-    #: the mean joint KL(pi_old || pi_new) the accepted step reached: the quantity ``target_kl`` bounds (at most
-    #: ``target_kl``; 0 when no step was taken). Logged as ``train/trust_region_kl`` and, for existing dashboards,
-    #: ``train/kl`` (the same value)
-    kl: float
-    #: what ``sb3_contrib.TRPO`` logs under that name, kept for comparisons with it: SB3's
-    #: ``kl_divergence(pi_new, pi_old)`` averaged over states and, for Box and MultiBinary actions, over action
-    #: dimensions (not what ``target_kl`` bounds); 0 when no step was taken
-    kl_divergence_loss: float
-    entropy: float
-    cg_iterations: int
-    cg_residual: float
-    line_search_success: bool
-    line_search_steps: int
-    step_fraction: float
-    expected_improvement: float
-    actual_improvement: float
 
 
 @dataclass(frozen=True)
@@ -268,22 +243,7 @@ class TRPOPlus(OnPolicyAlgorithm):
 
         if self.env is not None:
             self._check_action_space()
-            buffer_size = self.env.num_envs * self.n_steps
-            if normalize_advantage and buffer_size <= 1:
-                raise ValueError(
-                    f"Invalid n_steps={self.n_steps} with n_envs={self.env.num_envs}: `n_steps * n_envs` must be "
-                    "greater than 1 when normalize_advantage=True (the advantages' standard deviation is undefined)"
-                )
-            if buffer_size % batch_size > 0:
-                warnings.warn(
-                    f"You have specified a mini-batch size of {batch_size},"
-                    f" but because the `RolloutBuffer` is of size `n_steps * n_envs = {buffer_size}`,"
-                    f" after every {buffer_size // batch_size} untruncated mini-batches,"
-                    f" there will be a truncated mini-batch of size {buffer_size % batch_size}\n"
-                    f"We recommend using a `batch_size` that is a factor of `n_steps * n_envs`.\n"
-                    f"Info: (n_steps={self.n_steps} and n_envs={self.env.num_envs})",
-                    stacklevel=2,
-                )
+            check_rollout_size(self.n_steps, self.env.num_envs, batch_size, normalize_advantage)
 
         self.batch_size = batch_size
         self.normalize_advantage = normalize_advantage
@@ -322,18 +282,10 @@ class TRPOPlus(OnPolicyAlgorithm):
 
     # ------------------------------------------------------------------ set-up
     def _warn_if_images_flattened(self) -> None:
-        """A ``UserWarning`` for image observations (SB3's ``is_image_space``: a uint8 Box of 1 to 4 channels) that the
-        policy flattens into an MLP (SB3's ``FlattenExtractor``, as ``MlpPolicy`` does): it trains, slowly."""
-        space = self.observation_space
-        flattened = isinstance(getattr(self.policy, "features_extractor", None), FlattenExtractor)
-        if flattened and isinstance(space, spaces.Box) and is_image_space(space):
-            cnn = next((alias for alias in self.policy_aliases if alias.startswith("Cnn")), "CnnPolicy")
-            warnings.warn(
-                f"The observations are images ({space}) and {type(self.policy).__name__} flattens them into an "
-                f"MLP, which learns slowly from pixels; use policy='{cnn}' (SB3's NatureCNN)",
-                UserWarning,
-                stacklevel=3,
-            )
+        """A ``UserWarning`` for image observations that the policy flattens into an MLP
+        (:func:`sb3_trpo_plus.policies.warn_if_images_flattened`)."""
+        cnn = next((alias for alias in self.policy_aliases if alias.startswith("Cnn")), "CnnPolicy")
+        warn_if_images_flattened(self.policy, self.observation_space, cnn)
 
     def _family_parts(self) -> FamilyParts:
         """The family's parts (the hook the masked and recurrent families override): SB3's policies and buffers."""
@@ -417,38 +369,17 @@ class TRPOPlus(OnPolicyAlgorithm):
 
     # ------------------------------------------------------------------ helpers
     def _current_target_kl(self) -> float:
-        """
-        The trust-region radius of this update: ``target_kl``, or its schedule at the current remaining progress.
-        A schedule's value below zero (the progress overshoots the end by less than one rollout) counts as zero.
-        """
-        if callable(self.target_kl):
-            value = self.target_kl(self._current_progress_remaining)
-        else:
-            value = self._auto_target_kl() if self.target_kl == "auto" else self.target_kl
-        radius = float(value) * (self._unit_factor() if self.target_kl != "auto" else 1)
-        if not math.isfinite(radius):
-            raise ValueError(
-                f"Invalid target_kl: its schedule returned {value!r} at remaining progress "
-                f"{self._current_progress_remaining}; expected a finite number >= 0"
-            )
-        return max(radius, 0.0)
+        """The trust-region radius of this update, in the joint unit (:func:`sb3_trpo_plus.units.trust_region_radius`:
+        ``target_kl``, or its schedule at the current remaining progress)."""
+        return trust_region_radius(self.target_kl, self._current_progress_remaining, self.action_space, self.KL_UNIT)
 
     def _auto_target_kl(self) -> float:
-        """``target_kl="auto"``: sb3-contrib's default 0.01 in TRPOPlus's unit (times the action dimensions for Box and
-        MultiBinary actions, whose KL sb3-contrib averages over them)."""
-        return 0.01 * action_dimensions(self.action_space)
-
-    def _unit_factor(self) -> int:
-        """What ``target_kl`` and ``cg_damping`` are multiplied by to bound and damp the joint KL: 1 in TRPOPlus's unit,
-        the action dimensions in sb3-contrib's (:class:`~sb3_trpo_plus.contrib_trpo.TRPO`)."""
-        return 1 if self.KL_UNIT == "joint" else action_dimensions(self.action_space)
+        """``target_kl="auto"`` for this action space (:func:`sb3_trpo_plus.units.auto_target_kl`)."""
+        return auto_target_kl(self.action_space)
 
     def _fisher_damping(self) -> float:
-        """The damping of the joint KL's Fisher: ``cg_damping`` in TRPOPlus's unit (``"auto"``: sb3-contrib's default
-        0.1 in that unit, 0.1 times the action dimensions for Box and MultiBinary actions)."""
-        if self.cg_damping == "auto":
-            return 0.1 * action_dimensions(self.action_space)
-        return self.cg_damping * self._unit_factor()
+        """The damping of the joint KL's Fisher (:func:`sb3_trpo_plus.units.fisher_damping`)."""
+        return fisher_damping(self.cg_damping, self.action_space, self.KL_UNIT)
 
     def _distribution(self, obs: PyTorchObs) -> Distribution:
         """The policy's action distribution for ``obs``, as an object of its own.
@@ -591,110 +522,58 @@ class TRPOPlus(OnPolicyAlgorithm):
         plan: PlanChoice = "decide",
     ) -> tuple[list[nn.Parameter], PolicyStepStats]:
         """
-        One natural-gradient step of the actor on a batch, inside the trust region.
+        One natural-gradient step of the actor on a batch, inside the trust region
+        (:func:`sb3_trpo_plus.policy_step.natural_gradient_step`, with this update's radius and Fisher-vector product).
 
         :param plan: the fast paths' plan of this update (``"decide"``: decided here)
         :return: the actor's parameters (those the action distribution depends on) and the step's statistics
         """
         if plan == "decide":
             plan = self._fast_paths_plan()
-        target_kl = self._current_target_kl()
-        if self.normalize_advantage:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        settings = StepSettings(
+            target_kl=self._current_target_kl(),
+            normalize_advantage=self.normalize_advantage,
+            ent_coef=self.ent_coef,
+            cg_max_steps=self.cg_max_steps,
+            cg_residual_tol=self.cg_residual_tol,
+            line_search_shrinking_factor=self.line_search_shrinking_factor,
+            line_search_max_iter=self.line_search_max_iter,
+            line_search_accept_ratio=self.line_search_accept_ratio,
+        )
+        return natural_gradient_step(
+            lambda: self._distribution(obs),
+            [param for param in self.policy.parameters() if param.requires_grad],
+            actions,
+            old_log_prob,
+            advantages,
+            lambda distribution, actor_params: self._fisher_product(obs, distribution, actor_params, plan),
+            self._kl_divergence_loss,
+            settings,
+        )
 
-        with th.no_grad():
-            old_distribution = self._distribution(obs)
+    def _fisher_product(
+        self, obs: PyTorchObs, distribution: Distribution, actor_params: list[nn.Parameter], plan: fast_paths.Plan | None
+    ) -> tuple[list[nn.Parameter], MatVec]:
+        """
+        The actor's damped Fisher-vector product on every ``fisher_sub_sampling``-th sample of the batch: SB3's MLP
+        heads in closed form (the fast paths' ``plan``), other analytic Fishers in Gauss-Newton form through autograd,
+        the exact KL Hessian for distributions without a known Fisher.
 
-        def surrogate_of(distribution: Distribution) -> th.Tensor:
-            log_prob = distribution.log_prob(actions)
-            objective = (advantages * th.exp(log_prob - old_log_prob)).mean()
-            if self.ent_coef > 0.0:
-                entropy = distribution.entropy()
-                objective = objective + self.ent_coef * (-log_prob if entropy is None else entropy).mean()
-            return objective
-
-        # Surrogate gradient in one backward pass; the actor's parameters are those it reaches.
-        all_params = [param for param in self.policy.parameters() if param.requires_grad]
-        distribution = self._distribution(obs)
-        surrogate = surrogate_of(distribution)
-        grads = th.autograd.grad(surrogate, all_params, retain_graph=True, allow_unused=True)
-        grad_of = {id(param): grad for param, grad in zip(all_params, grads, strict=True) if grad is not None}
-        actor_params = [param for param in all_params if id(param) in grad_of]
-        surrogate_old = surrogate.item()
-
-        # Fisher-vector products: SB3's MLP heads in closed form, other analytic Fishers in Gauss-Newton form
-        # through autograd, the exact KL Hessian for distributions without a known Fisher.
+        :param distribution: the policy's distribution at ``obs``, attached to the graph of ``actor_params``
+        :return: the actor's parameters, in the order of the product's vectors, and the product
+        """
         every = slice(None, None, self.fisher_sub_sampling)
         fisher_obs = obs if self.fisher_sub_sampling == 1 else self._subsample(obs, every)
-        closed_form = None
         if plan is not None:
             with th.no_grad():
                 fisher_distribution = distribution if fisher_obs is obs else self._distribution(fisher_obs)
             closed_form = self._served(
                 fast_paths.fisher_vector_product(plan, fisher_obs, actor_params, self._fisher_damping(), fisher_distribution)
             )
-        if closed_form is not None:
-            actor_params, fvp = closed_form
-        else:
-            fisher_distribution = distribution if fisher_obs is obs else self._distribution(fisher_obs)
-            fvp = self._autograd_fisher_vector_product(fisher_obs, fisher_distribution, actor_params)
-        policy_gradient = th.cat([grad_of[id(param)].reshape(-1) for param in actor_params])
-
-        cg = conjugate_gradient(fvp, policy_gradient, self.cg_max_steps, self.cg_residual_tol)
-        beta = max_step_size(cg.x_dot_ax, target_kl) if target_kl > 0.0 else 0.0
-        full_step = beta * cg.x
-        expected_improvement = float(policy_gradient @ full_step)
-        del fvp, grads, grad_of, distribution, fisher_distribution  # release the graphs before the line search
-
-        theta_old = parameters_to_vector(actor_params).detach()
-
-        last_candidate: list[Distribution] = []
-
-        def evaluate(theta: th.Tensor) -> tuple[float, float]:
-            vector_to_parameters(theta, actor_params)
-            with th.no_grad():
-                candidate = self._distribution(obs)
-                last_candidate[:] = [candidate]  # the accepted one, when the search accepts (it stops there)
-                return surrogate_of(candidate).item(), joint_kl(old_distribution, candidate).mean().item()
-
-        if beta > 0.0 and bool(th.isfinite(full_step).all()):
-            search = backtracking_line_search(
-                evaluate,
-                theta_old,
-                full_step,
-                surrogate_old,
-                max_kl=target_kl,
-                shrinking_factor=self.line_search_shrinking_factor,
-                max_iter=self.line_search_max_iter,
-                expected_improvement=expected_improvement,
-                accept_ratio=self.line_search_accept_ratio,
-            )
-            theta, accepted, steps = search.theta, search.accepted, search.steps
-            fraction, surrogate_new, kl = search.step_fraction, search.surrogate, search.kl
-        else:  # no finite, positive-curvature direction, or a zero radius: no step
-            theta, accepted, steps, fraction, surrogate_new, kl = theta_old, False, 0, 0.0, surrogate_old, 0.0
-        vector_to_parameters(theta, actor_params)
-        kl_divergence_loss = 0.0
-        if accepted:  # sb3-contrib's figure: SB3's kl_divergence(new, old), averaged over states and its dimensions
-            with th.no_grad():
-                kl_divergence_loss = self._kl_divergence_loss(last_candidate[0], old_distribution)
-
-        entropy = old_distribution.entropy()
-        stats = PolicyStepStats(
-            policy_objective=surrogate_new,
-            target_kl=target_kl,
-            kl=kl,
-            kl_divergence_loss=kl_divergence_loss,
-            entropy=float("nan") if entropy is None else entropy.mean().item(),
-            cg_iterations=cg.iterations,
-            cg_residual=cg.residual_norm,
-            line_search_success=accepted,
-            line_search_steps=steps,
-            step_fraction=fraction,
-            expected_improvement=expected_improvement,
-            actual_improvement=surrogate_new - surrogate_old,
-        )
-        return actor_params, stats
+            if closed_form is not None:
+                return closed_form  # type: ignore[no-any-return]
+        fisher_distribution = distribution if fisher_obs is obs else self._distribution(fisher_obs)
+        return actor_params, self._autograd_fisher_vector_product(fisher_obs, fisher_distribution, actor_params)
 
     def _critic_step(
         self, obs: PyTorchObs, returns: th.Tensor, actor_params: list[nn.Parameter], plan: PlanChoice = "decide"

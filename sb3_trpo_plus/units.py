@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import warnings
 import zipfile
@@ -31,6 +32,44 @@ def action_dimensions(space: spaces.Space) -> int:
     if isinstance(space, spaces.Box | spaces.MultiBinary):
         return int(np.prod(space.shape))
     return 1
+
+
+def unit_factor(space: spaces.Space, unit: KlUnit) -> int:
+    """What ``target_kl`` and ``cg_damping`` given in ``unit`` are multiplied by to bound and damp the joint KL."""
+    return 1 if unit == "joint" else action_dimensions(space)
+
+
+def auto_target_kl(space: spaces.Space) -> float:
+    """``target_kl="auto"``: sb3-contrib's default 0.01 in the joint unit (times the action dimensions for Box and
+    MultiBinary actions, whose KL sb3-contrib averages over them)."""
+    return 0.01 * action_dimensions(space)
+
+
+def trust_region_radius(target_kl: Any, progress_remaining: float, space: spaces.Space, unit: KlUnit) -> float:
+    """
+    The radius of an update in the joint unit: ``target_kl`` (a number in ``unit``, ``"auto"``, or a schedule of
+    the remaining progress). A schedule's value below zero (the progress overshoots the end by less than one
+    rollout) counts as zero; a non-finite one is a ``ValueError``.
+    """
+    if callable(target_kl):
+        value = target_kl(progress_remaining)
+    else:
+        value = auto_target_kl(space) if target_kl == "auto" else target_kl
+    radius = float(value) * (unit_factor(space, unit) if target_kl != "auto" else 1)
+    if not math.isfinite(radius):
+        raise ValueError(
+            f"Invalid target_kl: its schedule returned {value!r} at remaining progress {progress_remaining}; "
+            "expected a finite number >= 0"
+        )
+    return max(radius, 0.0)
+
+
+def fisher_damping(cg_damping: float | Literal["auto"], space: spaces.Space, unit: KlUnit) -> float:
+    """The damping of the joint KL's Fisher: ``cg_damping`` in ``unit`` (``"auto"``: sb3-contrib's default 0.1 in
+    the joint unit, 0.1 times the action dimensions for Box and MultiBinary actions)."""
+    if cg_damping == "auto":
+        return 0.1 * action_dimensions(space)
+    return cg_damping * unit_factor(space, unit)
 
 
 class ScaledSchedule:

@@ -21,6 +21,7 @@ from sb3_contrib.common.maskable.utils import get_action_masks
 from stable_baselines3.common.env_util import make_vec_env
 from torch.nn.utils import parameters_to_vector
 
+import sb3_trpo_plus.policy_step as policy_step_module
 import sb3_trpo_plus.trpo_plus as trpo_module
 from sb3_trpo_plus import MaskableTRPOPlus
 from sb3_trpo_plus.fisher import CategoricalFisher
@@ -189,7 +190,7 @@ def test_forced_line_search_failure_restores_actor_bit_for_bit(monkeypatch: pyte
     model = MaskableTRPOPlus("MlpPolicy", ENVS["multidiscrete"](), n_steps=128, n_critic_updates=2, seed=0)
     collect(model)
     before = {name: param.detach().clone() for name, param in model.policy.named_parameters()}
-    monkeypatch.setattr(trpo_module, "joint_kl", lambda old, new: th.full((len(new.distributions[0].logits),), th.inf))
+    monkeypatch.setattr(policy_step_module, "joint_kl", lambda old, new: th.full((len(new.distributions[0].logits),), th.inf))
     model.train()
     assert model.logger.name_to_value["train/is_line_search_success"] == 0.0
     moved = {name for name, param in model.policy.named_parameters() if not th.equal(param, before[name])}

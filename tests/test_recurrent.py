@@ -16,6 +16,7 @@ pytest.importorskip("sb3_contrib")
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
+import sb3_trpo_plus.policy_step as policy_step_module
 import sb3_trpo_plus.trpo_plus as trpo_module
 from sb3_trpo_plus import RecurrentTRPOPlus, TRPOPlus
 from sb3_trpo_plus.natural_gradient import hessian_fvp
@@ -162,7 +163,7 @@ def test_forced_line_search_failure_restores_actor_bit_for_bit(critic: str, monk
     )
     collect(model)
     before = {name: param.detach().clone() for name, param in model.policy.named_parameters()}
-    monkeypatch.setattr(trpo_module, "joint_kl", lambda old, new: th.full((len(new.distribution.loc),), th.inf))
+    monkeypatch.setattr(policy_step_module, "joint_kl", lambda old, new: th.full((len(new.distribution.loc),), th.inf))
     model.train()
     assert model.logger.name_to_value["train/is_line_search_success"] == 0.0
     assert np.isfinite(model.logger.name_to_value["train/value_loss"])

@@ -23,12 +23,12 @@ from torch import nn  # noqa: E402
 from sb3_trpo_plus import study as study_module  # noqa: E402
 from sb3_trpo_plus.study import (  # noqa: E402
     STUDY_ATTR,
-    WORKER_ATTR,
     StorageError,
     StudyMismatchError,
     open_storage,
     prepare_study,
 )
+from sb3_trpo_plus.study_storage import WORKER_ATTR, worker_name  # noqa: E402
 from sb3_trpo_plus.zoo import (  # noqa: E402
     check_hyperparams,
     convert_trpo_plus_params,
@@ -236,7 +236,7 @@ def test_fail_stale_marks_dead_workers_trials(tmp_path: Path, capsys: pytest.Cap
     study = prepare_study(storage, "s", "trpo_plus", "Pendulum-v1")
     dead, silent = study.ask(), study.ask()  # a worker that beat once, then died; a trial that never beat
     storage.record_heartbeat(dead._trial_id)
-    assert storage.get_trial(dead._trial_id).user_attrs[WORKER_ATTR] == study_module.worker_name()
+    assert storage.get_trial(dead._trial_id).user_attrs[WORKER_ATTR] == worker_name()
     time.sleep(2.2)
     args = ["fail-stale", "--storage", url, "--study-name", "s", "--grace-period", "1"]
     assert study_module.main(args) == 0

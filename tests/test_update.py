@@ -9,7 +9,7 @@ from stable_baselines3.common.envs import IdentityEnv, IdentityEnvMultiBinary, I
 from stable_baselines3.common.utils import LinearSchedule
 from torch.nn.utils import parameters_to_vector
 
-import sb3_trpo_plus.trpo_plus as trpo_module
+import sb3_trpo_plus.policy_step as policy_step_module
 from sb3_trpo_plus import TRPOPlus
 from sb3_trpo_plus.fisher import fisher_for, joint_kl
 from sb3_trpo_plus.natural_gradient import gauss_newton_fvp
@@ -160,7 +160,7 @@ def test_forced_line_search_failure_restores_actor_bit_for_bit(
     collect(model)
     before = {name: param.detach().clone() for name, param in model.policy.named_parameters()}
     # Every candidate now looks infinitely far from the old policy: the search must reject them all.
-    monkeypatch.setattr(trpo_module, "joint_kl", lambda old, new: th.full((len(new.distribution.loc),), float("inf")))
+    monkeypatch.setattr(policy_step_module, "joint_kl", lambda old, new: th.full((len(new.distribution.loc),), float("inf")))
     model.train()
     assert model.logger.name_to_value["train/is_line_search_success"] == 0.0
     assert model.logger.name_to_value["train/line_search_steps"] == model.line_search_max_iter
