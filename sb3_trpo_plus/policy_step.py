@@ -8,8 +8,10 @@ parameters in place (the accepted step, or none) and returns what it saw (:class
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch as th
 from stable_baselines3.common.distributions import Distribution
@@ -62,6 +64,12 @@ class StepSettings:
     line_search_shrinking_factor: float
     line_search_max_iter: int
     line_search_accept_ratio: float
+
+    @classmethod
+    def of(cls, algorithm: Any, target_kl: float) -> StepSettings:
+        """The settings of ``algorithm`` (its attributes of the same names), with this update's radius."""
+        names = [field.name for field in dataclasses.fields(cls) if field.name != "target_kl"]
+        return cls(target_kl=target_kl, **{name: getattr(algorithm, name) for name in names})
 
 
 def surrogate(

@@ -530,16 +530,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         """
         if plan == "decide":
             plan = self._fast_paths_plan()
-        settings = StepSettings(
-            target_kl=self._current_target_kl(),
-            normalize_advantage=self.normalize_advantage,
-            ent_coef=self.ent_coef,
-            cg_max_steps=self.cg_max_steps,
-            cg_residual_tol=self.cg_residual_tol,
-            line_search_shrinking_factor=self.line_search_shrinking_factor,
-            line_search_max_iter=self.line_search_max_iter,
-            line_search_accept_ratio=self.line_search_accept_ratio,
-        )
+        settings = StepSettings.of(self, self._current_target_kl())
         return natural_gradient_step(
             lambda: self._distribution(obs),
             [param for param in self.policy.parameters() if param.requires_grad],
