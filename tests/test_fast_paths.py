@@ -3,9 +3,11 @@ decides when they may serve a policy."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -332,6 +334,35 @@ def test_fast_rollouts_fill_the_buffer_sb3s_loop_fills(
     assert (buffers[True].pos, buffers[True].full) == (buffers[False].pos, buffers[False].full) == (256 // n_envs, True)
     assert buffers[True].episode_starts.sum() > 1  # episodes ended inside the rollout
     assert seen[False] - {"self"} <= seen[True]  # SB3's local names (its ``self`` is our ``model``)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_callbacks_read_sb3s_locals_with_their_meaning(env_id: str) -> None:
+    """What a callback reads from ``self.locals`` at each step (SB3's names: actions, values, log-probabilities,
+    the observation tensor, the new observations, rewards, dones, infos) has the type, dtype, shape and, for the same
+    seed, the values it has in SB3's own loop."""
+    names = ("actions", "clipped_actions", "values", "log_probs", "obs_tensor", "new_obs", "rewards", "dones", "infos")
+    seen: dict[bool, list[dict[str, Any]]] = {}
+
+    class Reader(BaseCallback):
+        def _on_step(self) -> bool:
+            seen[fast].append({name: copy.deepcopy(self.locals[name]) for name in names})
+            return True
+
+    for fast in (True, False):
+        seen[fast] = []
+        model = TRPOPlus("MlpPolicy", env_id, n_steps=256, seed=0, fast_paths=fast)
+        model.learn(256, callback=Reader())
+    assert len(seen[True]) == len(seen[False]) == 256
+    for fast_step, sb3_step in zip(seen[True], seen[False], strict=True):
+        for name in names:
+            fast_value, sb3_value = fast_step[name], sb3_step[name]
+            assert type(fast_value) is type(sb3_value), name
+            if isinstance(sb3_value, th.Tensor | np.ndarray):
+                assert (fast_value.dtype, fast_value.shape) == (sb3_value.dtype, sb3_value.shape), name
+                assert np.allclose(np.asarray(fast_value), np.asarray(sb3_value), atol=1e-4), name
+            else:
+                assert len(fast_value) == len(sb3_value), name
 
 
 #: the two ways a CPU policy gets the torch closed form of the rollout forward rather than the NumPy one: the NumPy

@@ -9,6 +9,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer as SB3RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -48,13 +49,28 @@ def collect_rollouts(
     takes_numpy = getattr(forward, "takes_numpy", False)
     # SB3's RolloutBuffer itself (not a subclass, add() not replaced on the instance) with the NumPy forward's Box
     # observations: its add() written out, the same arrays at the same places without its copies and tensor round trips
-    direct = takes_numpy and type(rollout_buffer) is SB3RolloutBuffer and "add" not in vars(rollout_buffer)
+    direct = (
+        takes_numpy
+        and hasattr(forward, "arrays")
+        and type(rollout_buffer) is SB3RolloutBuffer
+        and "add" not in vars(rollout_buffer)
+    )
+    arrays = getattr(forward, "arrays", None) if takes_numpy else None
     while n_steps < n_rollout_steps:
         with th.no_grad():
-            # obs_tensor as SB3 makes it (a callback may read it); the NumPy forward reads the NumPy observations
-            obs_tensor = obs_as_tensor(model._last_obs, model.device)  # type: ignore[arg-type]
-            actions, values, log_probs = forward(model._last_obs if takes_numpy else obs_tensor)  # type: ignore[arg-type]
-        actions = actions.cpu().numpy()  # type: ignore[assignment]
+            # obs_tensor as SB3 makes it (a callback may read it): th.as_tensor's view of a CPU array is from_numpy's
+            last_obs = model._last_obs
+            obs_tensor: PyTorchObs
+            if isinstance(last_obs, np.ndarray) and last_obs.flags.c_contiguous and model.device.type == "cpu":
+                obs_tensor = th.from_numpy(last_obs)
+            else:
+                obs_tensor = obs_as_tensor(last_obs, model.device)  # type: ignore[arg-type]
+            if arrays is not None:  # the NumPy forward reads the NumPy observations; the buffer takes its arrays
+                actions, values_array, log_probs_array = arrays(last_obs)
+                values, log_probs = th.from_numpy(values_array), th.from_numpy(log_probs_array)  # SB3's local names
+            else:
+                actions, values, log_probs = forward(obs_tensor)  # type: ignore[assignment]
+                actions = actions.cpu().numpy()  # type: ignore[assignment]
         clipped_actions = actions
         if bounds is not None:  # the fast forward serves unsquashed Gaussians only: clip to the bounds, as SB3 does (np.clip)
             clipped_actions = np.minimum(np.maximum(actions, bounds[0]), bounds[1])  # type: ignore[assignment]
@@ -85,8 +101,8 @@ def collect_rollouts(
             rollout_buffer.actions[position] = actions.reshape((rollout_buffer.n_envs, rollout_buffer.action_dim))
             rollout_buffer.rewards[position] = rewards
             rollout_buffer.episode_starts[position] = model._last_episode_starts
-            rollout_buffer.values[position] = values.numpy().ravel()
-            rollout_buffer.log_probs[position] = log_probs.numpy()
+            rollout_buffer.values[position] = values_array.ravel()
+            rollout_buffer.log_probs[position] = log_probs_array
             rollout_buffer.pos += 1
             rollout_buffer.full = rollout_buffer.pos == rollout_buffer.buffer_size
         else:

@@ -225,7 +225,9 @@ def _numpy_forward(
         std = policy.log_std.exp().float().numpy().copy() if gaussian else None
         offset = np.float32(-(policy.log_std + LOG_SQRT_2PI).sum().item()) if gaussian else None
 
-    def forward(obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def arrays(obs: PyTorchObs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Actions (shaped as the action space's, batched), values ``(n, 1)`` and log-probabilities ``(n,)`` as
+        NumPy arrays: what ``collect_rollouts`` stores, without tensor round trips."""
         entry = obs[key] if key is not None else obs  # type: ignore[index]
         raw = entry.numpy() if isinstance(entry, th.Tensor) else entry
         x = np.asarray(raw, dtype=np.float32).reshape(len(raw), -1)  # type: ignore[arg-type]
@@ -241,13 +243,17 @@ def _numpy_forward(
             noise = th.randn(params.shape).numpy()
             actions = params + noise * std
             log_prob = (noise * noise).sum(axis=1) * np.float32(-0.5) + offset
-            action_tensor = th.from_numpy(actions)
         else:
             shifted = params - params.max(axis=1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            action_tensor = th.multinomial(th.from_numpy(np.exp(log_probs)), 1).squeeze(1)
-            log_prob = np.take_along_axis(log_probs, action_tensor.numpy()[:, None], axis=1)[:, 0]
-        return action_tensor.reshape((-1, *action_shape)), th.from_numpy(values), th.from_numpy(log_prob)  # type: ignore[misc]
+            actions = th.multinomial(th.from_numpy(np.exp(log_probs)), 1).numpy()[:, 0]
+            log_prob = np.take_along_axis(log_probs, actions[:, None], axis=1)[:, 0]
+        return actions.reshape((-1, *action_shape)), values, log_prob  # type: ignore[misc]
+
+    def forward(obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        actions, values, log_prob = arrays(obs)
+        return th.from_numpy(actions), th.from_numpy(values), th.from_numpy(log_prob)
 
     forward.takes_numpy = True  # type: ignore[attr-defined]
+    forward.arrays = arrays  # type: ignore[attr-defined]
     return forward
