@@ -30,3 +30,13 @@ for task in Ant-v5:300000 HalfCheetah-v5:300000 Hopper-v5:300000 Walker2d-v5:300
     one dauto_g9999 "$env" "$steps" "${DAUTO[@]}" --set gamma=0.9999 --set gae_lambda=0.99
     one dauto_clip5 "$env" "$steps" "${DAUTO[@]}" --set 'policy_kwargs={"features_extractor_kwargs": {"clip_obs": 5.0}}'
 done
+# Then issue 41's PendulumNoVel-v1 tuning (benchmarks/families/TUNING.md), this lane's seed
+tune() {  # label sets...
+    python -m benchmarks.families.run --tasks PendulumNoVel-v1 --seeds "$seed" --table benchmarks/families/tuning.csv \
+        --label "$@" || echo "FAILED: PendulumNoVel $1 $seed" >&2
+}
+tune entry
+tune kl05 --set target_kl=0.05
+tune ns256_kl02 --set n_steps=256 --set target_kl=0.02
+tune ns256_kl05 --set n_steps=256 --set target_kl=0.05
+tune ns256_kl10 --set n_steps=256 --set target_kl=0.1

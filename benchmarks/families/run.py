@@ -32,7 +32,9 @@ Rows are appended to ``results.csv`` (one per run; a (task, algo, seed) already 
 resumes), curves to ``curves.jsonl.gz`` (one gzip member per run). ``--report`` writes ``RESULTS.md``.
 
 Usage: ``OMP_NUM_THREADS=1 nice -n 19 python -m benchmarks.families.run --tasks CartPoleNoVel-v1 --seeds 0 1 2 3 4``
-(without ``--tasks``: the first five tasks, not issue 41's).
+(without ``--tasks``: the first five tasks, not issue 41's). A tuning candidate (tuning seeds 100-199, its own table):
+``python -m benchmarks.families.run --tasks PendulumNoVel-v1 --seeds 100 101 --label ns256 --set n_steps=256 --table
+benchmarks/families/tuning.csv``.
 """
 
 from __future__ import annotations
@@ -104,7 +106,9 @@ def _constructor_args(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return env, entry
 
 
-def _recurrent_run(algo: str, env_id: str, seed: int) -> tuple[Any, Any, int, Callable[[Any], tuple[float, float]]]:
+def _recurrent_run(
+    algo: str, env_id: str, seed: int, overrides: dict[str, Any] | None = None
+) -> tuple[Any, Any, int, Callable[[Any], tuple[float, float]]]:
     import rl_zoo3.import_envs  # noqa: F401  (registers the NoVel envs)
     from sb3_contrib import RecurrentPPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -114,6 +118,8 @@ def _recurrent_run(algo: str, env_id: str, seed: int) -> tuple[Any, Any, int, Ca
     from sb3_trpo_plus import RecurrentTRPOPlus
 
     env_settings, kwargs = _constructor_args(_zoo_entry("trpo_plus_lstm" if algo == "trpo_plus_mlp" else algo, env_id))
+    for key, value in (overrides or {}).items():  # a tuning candidate's changes to the entry
+        (env_settings if key in ("n_envs", "normalize", "n_timesteps") else kwargs)[key] = value
     if algo == "trpo_plus_mlp":  # the same settings without the LSTM
         kwargs["policy"] = "MlpPolicy"
         for key in ("lstm_hidden_size", "enable_critic_lstm", "shared_lstm", "n_lstm_layers"):
@@ -139,7 +145,9 @@ def _recurrent_run(algo: str, env_id: str, seed: int) -> tuple[Any, Any, int, Ca
     return model, env, _budget(env_settings), evaluate
 
 
-def _masked_run(algo: str, env_id: str, seed: int) -> tuple[Any, Any, int, Callable[[Any], tuple[float, float]]]:
+def _masked_run(
+    algo: str, env_id: str, seed: int, overrides: dict[str, Any] | None = None
+) -> tuple[Any, Any, int, Callable[[Any], tuple[float, float]]]:
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.maskable.evaluation import evaluate_policy
     from stable_baselines3.common.env_util import make_vec_env
@@ -150,6 +158,8 @@ def _masked_run(algo: str, env_id: str, seed: int) -> tuple[Any, Any, int, Calla
     register_masked_envs()
     env = make_vec_env(env_id, n_envs=1, seed=seed)
     env_settings, kwargs = _constructor_args(_zoo_entry("trpo_plus_mask", env_id))
+    for key, value in (overrides or {}).items():
+        (env_settings if key in ("n_envs", "normalize", "n_timesteps") else kwargs)[key] = value
     if algo == "trpo_plus_mask":
         model: Any = MaskableTRPOPlus(kwargs.pop("policy"), env, seed=seed, device="cpu", **kwargs)
     else:
@@ -190,20 +200,24 @@ DERIVED_TASKS = (
 TASKS.update(dict.fromkeys(DERIVED_TASKS, ("trpo_plus_lstm", "ppo_lstm", _recurrent_run)))
 
 
-def _done() -> set[tuple[str, str, int]]:
-    if not RESULTS.exists():
+def _done(table: Path = RESULTS) -> set[tuple[str, str, int]]:
+    if not table.exists():
         return set()
-    with open(RESULTS) as file:
+    with open(table) as file:
         return {(row["task"], row["algo"], int(row["seed"])) for row in csv.DictReader(file)}
 
 
-def run_one(task: str, algo: str, seed: int) -> dict[str, Any]:
+def run_one(
+    task: str, algo: str, seed: int, overrides: dict[str, Any] | None = None, label: str | None = None, table: Path = RESULTS
+) -> dict[str, Any]:
+    """One run to the entry's budget (with ``overrides`` of its keys: a tuning candidate, recorded as
+    ``algo:label`` in ``table``), its final score and learning curve recorded."""
     import torch as th
     from stable_baselines3.common.callbacks import BaseCallback
 
     th.set_num_threads(1)
     builder = TASKS[task][2]
-    model, _, budget, evaluate = builder(algo, task, seed)
+    model, _, budget, evaluate = builder(algo, task, seed, overrides)
     curve: list[tuple[int, float]] = []
 
     class Curve(BaseCallback):
@@ -220,12 +234,14 @@ def run_one(task: str, algo: str, seed: int) -> dict[str, Any]:
     model.learn(budget, callback=Curve())
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     mean, std = evaluate(model)
-    row = {"task": task, "algo": algo, "seed": seed, "timesteps": model.num_timesteps, "final_return": round(mean, 3),
+    name = f"{algo}:{label}" if label else algo
+    row = {"task": task, "algo": name, "seed": seed, "timesteps": model.num_timesteps, "final_return": round(mean, 3),
            "final_return_std": round(std, 3), "eval_episodes": EVAL_EPISODES, "wall_s": round(wall, 1),
            "cpu_s": round(cpu, 1), "started_utc": started, "commit": provenance().code_rev}  # fmt: skip
-    append_row(RESULTS, row)
-    with gzip.open(CURVES, "at") as file:
-        file.write(json.dumps({"task": task, "algo": algo, "seed": seed, "curve": curve}) + "\n")
+    append_row(table, row)
+    if table == RESULTS:
+        with gzip.open(CURVES, "at") as file:
+            file.write(json.dumps({"task": task, "algo": algo, "seed": seed, "curve": curve}) + "\n")
     return row
 
 
@@ -310,7 +326,20 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--report", action="store_true", help="only write RESULTS.md from results.csv")
     parser.add_argument("--mlp", action="store_true", help="only the side check: trpo_plus_mlp on CartPoleNoVel-v1")
+    parser.add_argument(
+        "--label", help="a tuning candidate: only the TRPOPlus variant runs, recorded in --table as algo:label"
+    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a key of the entry changed")
+    parser.add_argument("--table", type=Path, default=RESULTS, help="where the rows go (tuning: tuning.csv)")
     args = parser.parse_args()
+    if args.label:
+        overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
+        done = _done(args.table)
+        for task in args.tasks:
+            for seed in args.seeds:
+                if (task, f"{TASKS[task][0]}:{args.label}", seed) not in done:
+                    print(json.dumps(run_one(task, TASKS[task][0], seed, overrides, args.label, args.table)), flush=True)
+        return
     if args.report:
         report()
         return
