@@ -141,9 +141,9 @@ def main() -> None:
         import csv
 
         with args.table.open() as file:
-            rows = list(csv.DictReader(file))
-        last = rows[-1]["run"]
-        print("\n".join(summarize([r for r in rows if r["run"] == last])))
+            recorded: list[dict[str, Any]] = list(csv.DictReader(file))
+        last = recorded[-1]["run"]
+        print("\n".join(summarize([r for r in recorded if r["run"] == last])))
         return
     import torch as th
 
