@@ -573,3 +573,13 @@ def test_profile_wraps_the_public_fast_paths_and_names_a_missing_one(monkeypatch
     with pytest.raises(AttributeError, match=r"sb3_trpo_plus\.fast_paths has no fit_critic"):
         bench_speed.patch_fast_paths(bench_speed.SectionTimer())
     assert all(getattr(fast_paths, name) is originals[name] for name in originals if name != "fit_critic")
+
+
+def test_round4_survivors_follow_rule_md() -> None:
+    """RULE.md's round 4, stage 1: the two best, their union when they change different arguments, and `new`."""
+    from benchmarks.defaults.tables import survivors
+
+    base = {"new": 0.5, "dauto": 0.6, "dauto_std05": 0.9, "dauto_g9999": 0.8, "dauto_clip5": 0.1}
+    assert survivors(base) == ["dauto_std05", "dauto_g9999", "dauto_std05_g9999", "new"]
+    assert survivors({**base, "new": 0.95}) == ["new", "dauto_std05"]  # new changes nothing: no union
+    assert survivors({**base, "dauto": 0.95}) == ["dauto", "dauto_std05", "new"]  # one holds the other

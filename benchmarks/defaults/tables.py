@@ -36,8 +36,9 @@ TIE = 0.02
 CONFIRM_SEEDS = (0, 1, 2)  # RULE.md: a task's row is reported once these are all done
 
 
-def screening(runs: pd.DataFrame, candidates: list[str], tasks: dict[str, int]) -> tuple[str, str | None]:
-    """One round's screening table and its chosen candidate (``None`` while runs are missing)."""
+def scores_table(runs: pd.DataFrame, candidates: list[str], tasks: dict[str, int]) -> tuple[str, dict[str, float] | None]:
+    """A screening's table (mean final return and score s(c,t) of each candidate on each task) and each candidate's
+    mean score (``None`` while runs are missing)."""
     lines = ["| task | steps | " + " | ".join(candidates) + " |", "|---|---|" + "---|" * len(candidates)]
     scores: dict[str, list[float]] = {c: [] for c in candidates}
     complete = True
@@ -52,7 +53,7 @@ def screening(runs: pd.DataFrame, candidates: list[str], tasks: dict[str, int]) 
             mean = means[config]
             if mean is None or best is None:
                 complete = False
-                cells.append("n/a")
+                cells.append("n/a" if mean is None else f"{mean:.1f}")
                 continue
             score = (mean - RANDOM[task]) / (best - RANDOM[task])
             scores[config].append(score)
@@ -62,9 +63,52 @@ def screening(runs: pd.DataFrame, candidates: list[str], tasks: dict[str, int]) 
         return "\n".join(lines), None
     mean_scores = {c: float(np.mean(scores[c])) for c in candidates}
     lines.append("| **mean score** | | " + " | ".join(f"**{mean_scores[c]:.3f}**" for c in candidates) + " |")
+    return "\n".join(lines), mean_scores
+
+
+def screening(runs: pd.DataFrame, candidates: list[str], tasks: dict[str, int]) -> tuple[str, str | None]:
+    """One round's screening table and its chosen candidate (``None`` while runs are missing)."""
+    table, mean_scores = scores_table(runs, candidates, tasks)
+    if mean_scores is None:
+        return table, None
     top = max(mean_scores.values())
-    chosen = next(c for c in candidates if mean_scores[c] >= top - TIE)
-    return "\n".join(lines), chosen
+    return table, next(c for c in candidates if mean_scores[c] >= top - TIE)
+
+
+#: RULE.md's round 4, stage 1 (``screening.csv``): candidates with their changes from ``new``, and the task budgets
+ROUND4_CHANGES: dict[str, dict[str, object]] = {
+    "new": {},
+    "dauto": {"cg_damping": "auto"},
+    "dauto_std05": {"cg_damping": "auto", "log_std_init": -0.6931},
+    "dauto_g9999": {"cg_damping": "auto", "gamma": 0.9999, "gae_lambda": 0.99},
+    "dauto_clip5": {"cg_damping": "auto", "clip_obs": 5.0},
+}
+ROUND4_TASKS = dict.fromkeys(("Ant-v5", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Swimmer-v5"), 300_000)
+ROUND4_TASKS.update(CLASSIC)
+
+
+def survivors(mean_scores: dict[str, float]) -> list[str]:
+    """Round 4's stage 1 rule: the two best candidates by mean score, their union when they change different
+    arguments (named by joining their labels), and ``new`` as the reference."""
+    first, second = sorted(mean_scores, key=lambda c: -mean_scores[c])[:2]
+    chosen = [first, second]
+    a, b = ROUND4_CHANGES[first], ROUND4_CHANGES[second]
+    shared = set(a) & set(b)
+    if all(a[key] == b[key] for key in shared) and not (set(a) <= set(b) or set(b) <= set(a)):
+        common = "_".join(part for part in first.split("_") if part in second.split("_"))
+        own = [part for label in (first, second) for part in label.split("_") if part not in common.split("_")]
+        chosen.append("_".join([common, *own]) if common else "_".join(own))
+    return [*chosen, *([] if "new" in chosen else ["new"])]
+
+
+def round4_stage1(path: Path) -> str:
+    """Round 4's stage 1 table and, once complete, the survivors by the rule."""
+    table, mean_scores = scores_table(pd.read_csv(path), list(ROUND4_CHANGES), ROUND4_TASKS)
+    if mean_scores is None:
+        return table + "\n\nStage 1 is not complete: its queue is `screening_queue.sh`."
+    return (
+        table + "\n\nGoing on to stage 2 (1M steps) by the rule: " + ", ".join(f"`{c}`" for c in survivors(mean_scores)) + "."
+    )
 
 
 #: RULE.md's round 3: the value head that starts at zero (``zerohead``) against the recorded ``new`` rows
@@ -284,6 +328,13 @@ def main() -> None:
         "",
         regression_check(runs),
     ]
+    if (HERE / "screening.csv").exists():
+        parts += [
+            "",
+            "## Round 4, stage 1: the wider screening (tuning seeds 100 and 101): mean final return (score s(c,t))",
+            "",
+            round4_stage1(HERE / "screening.csv"),
+        ]
     if (HERE / "diagnosis.csv").exists():
         parts += [
             "",
