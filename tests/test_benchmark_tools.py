@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -583,3 +584,35 @@ def test_round4_survivors_follow_rule_md() -> None:
     assert survivors(base) == ["dauto_std05", "dauto_g9999", "dauto_std05_g9999", "new"]
     assert survivors({**base, "new": 0.95}) == ["new", "dauto_std05"]  # new changes nothing: no union
     assert survivors({**base, "dauto": 0.95}) == ["dauto", "dauto_std05", "new"]  # one holds the other
+
+
+def test_round4_stage2_queues_the_survivors_at_1m(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """stage2.py reads stage 1's rows, takes the survivors by the rule and queues what is missing at 1M."""
+    from benchmarks.defaults import stage2
+    from benchmarks.defaults.tables import ROUND4_CANDIDATES, ROUND4_TASKS
+
+    score = {"new": 1.0, "dauto": 2.0, "dauto_std05": 4.0, "dauto_g9999": 3.0, "dauto_clip5": 0.0}
+    rows = [
+        {"config": c, "env": task, "seed": seed, "steps": steps, "final_mean": 1000.0 * score[c]}
+        for c in ROUND4_CANDIDATES
+        for task, steps in ROUND4_TASKS.items()
+        for seed in (100, 101)
+    ]
+    rows.append({"config": "new", "env": "Ant-v5", "seed": 100, "steps": 1_000_000, "final_mean": 5.0})  # done already
+    table = tmp_path / "screening.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    monkeypatch.setattr(stage2, "TABLE", table)
+    queued = stage2.queue([100])
+    assert queued[:4] == [
+        ("dauto_std05", "Ant-v5", 100),
+        ("dauto_g9999", "Ant-v5", 100),
+        ("dauto_std05_g9999", "Ant-v5", 100),
+        ("dauto_std05", "HalfCheetah-v5", 100),
+    ]
+    assert len(queued) == 4 * 5 - 1
+    assert stage2.constructor_arguments("dauto_std05_g9999") == {
+        "cg_damping": "auto",
+        "gamma": 0.9999,
+        "gae_lambda": 0.99,
+        "policy_kwargs": {"log_std_init": -0.6931},
+    }

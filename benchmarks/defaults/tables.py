@@ -75,35 +75,53 @@ def screening(runs: pd.DataFrame, candidates: list[str], tasks: dict[str, int]) 
     return table, next(c for c in candidates if mean_scores[c] >= top - TIE)
 
 
-#: RULE.md's round 4, stage 1 (``screening.csv``): candidates with their changes from ``new``, and the task budgets
-ROUND4_CHANGES: dict[str, dict[str, object]] = {
-    "new": {},
+#: RULE.md's round 4: the parts a candidate is made of (its label joins them with ``_``; ``new`` has none), each a set
+#: of constructor arguments over ``new``'s (``log_std_init`` and ``clip_obs`` go into ``policy_kwargs``)
+ROUND4_PARTS: dict[str, dict[str, object]] = {
     "dauto": {"cg_damping": "auto"},
-    "dauto_std05": {"cg_damping": "auto", "log_std_init": -0.6931},
-    "dauto_g9999": {"cg_damping": "auto", "gamma": 0.9999, "gae_lambda": 0.99},
-    "dauto_clip5": {"cg_damping": "auto", "clip_obs": 5.0},
+    "std05": {"log_std_init": -0.6931},
+    "g9999": {"gamma": 0.9999, "gae_lambda": 0.99},
+    "clip5": {"clip_obs": 5.0},
 }
+ROUND4_CANDIDATES = ["new", "dauto", "dauto_std05", "dauto_g9999", "dauto_clip5"]
+
+
+def changes(label: str) -> dict[str, object]:
+    """A round 4 candidate's changes from ``new``, by the parts of its label."""
+    parts = [] if label == "new" else label.split("_")
+    return {key: value for part in parts for key, value in ROUND4_PARTS[part].items()}
+
+
+def constructor_arguments(label: str) -> dict[str, object]:
+    """A round 4 candidate's constructor arguments over ``new``'s (what ``oneliner.py --set`` passes)."""
+    arguments = dict(changes(label))
+    policy_kwargs: dict[str, object] = {}
+    if "log_std_init" in arguments:
+        policy_kwargs["log_std_init"] = arguments.pop("log_std_init")
+    if "clip_obs" in arguments:
+        policy_kwargs["features_extractor_kwargs"] = {"clip_obs": arguments.pop("clip_obs")}
+    return {**arguments, **({"policy_kwargs": policy_kwargs} if policy_kwargs else {})}
+
+
 ROUND4_TASKS = dict.fromkeys(("Ant-v5", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Swimmer-v5"), 300_000)
 ROUND4_TASKS.update(CLASSIC)
 
 
 def survivors(mean_scores: dict[str, float]) -> list[str]:
     """Round 4's stage 1 rule: the two best candidates by mean score, their union when they change different
-    arguments (named by joining their labels), and ``new`` as the reference."""
+    arguments, and ``new`` as the reference."""
     first, second = sorted(mean_scores, key=lambda c: -mean_scores[c])[:2]
     chosen = [first, second]
-    a, b = ROUND4_CHANGES[first], ROUND4_CHANGES[second]
-    shared = set(a) & set(b)
-    if all(a[key] == b[key] for key in shared) and not (set(a) <= set(b) or set(b) <= set(a)):
-        common = "_".join(part for part in first.split("_") if part in second.split("_"))
-        own = [part for label in (first, second) for part in label.split("_") if part not in common.split("_")]
-        chosen.append("_".join([common, *own]) if common else "_".join(own))
+    a, b = changes(first), changes(second)
+    if all(a[key] == b[key] for key in set(a) & set(b)) and not (set(a) <= set(b) or set(b) <= set(a)):
+        parts = [part for part in ROUND4_PARTS if part in first.split("_") or part in second.split("_")]
+        chosen.append("_".join(parts))
     return [*chosen, *([] if "new" in chosen else ["new"])]
 
 
 def round4_stage1(path: Path) -> str:
     """Round 4's stage 1 table and, once complete, the survivors by the rule."""
-    table, mean_scores = scores_table(pd.read_csv(path), list(ROUND4_CHANGES), ROUND4_TASKS)
+    table, mean_scores = scores_table(pd.read_csv(path), ROUND4_CANDIDATES, ROUND4_TASKS)
     if mean_scores is None:
         return table + "\n\nStage 1 is not complete: its queue is `screening_queue.sh`."
     return (
