@@ -26,7 +26,7 @@ from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtr
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 from torch import nn
 
-from sb3_trpo_plus.statistics import merge_finite
+from sb3_trpo_plus.statistics import finite_rows, merge_finite, merge_higher_moments
 from sb3_trpo_plus.validation import InvalidArgumentError
 
 #: the values ``normalize_observations`` and ``normalize_values`` accept
@@ -55,17 +55,26 @@ class ObservationNormalizer(nn.Module):
     ``clip((x - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)`` on flat observations (:func:`normalize`), with a
     running mean and variance held as buffers (saved, loaded and moved with the module), changed by :meth:`update`.
 
+    With ``heavy_tails``, the divisor of each feature is also multiplied by ``max(1, sqrt(kurtosis / 3))``, from
+    running third and fourth moments held beside them: a feature with a Gaussian's tails or lighter is normalized as
+    without it, and a sparse one (mostly constant, with rare large values, such as Ant's contact forces) ends with its
+    rare values of order 1 instead of near the clip. Each feature's units still do not matter.
+
     :param size: number of features (the flattened observation)
     :param clip_obs: bound of the normalized values (``VecNormalize``'s default: 10)
     :param epsilon: added to the variance (``VecNormalize``'s default: 1e-8); a constant feature maps to 0
     :param key: the Dict observation's key it normalizes (``None`` for a Box observation)
+    :param heavy_tails: shrink the features whose tails are heavier than a Gaussian's by their kurtosis
     """
 
-    def __init__(self, size: int, clip_obs: float = 10.0, epsilon: float = 1e-8, key: str | None = None):
+    def __init__(
+        self, size: int, clip_obs: float = 10.0, epsilon: float = 1e-8, key: str | None = None, heavy_tails: bool = False
+    ):
         super().__init__()
         self.clip_obs = clip_obs
         self.epsilon = epsilon
         self.key = key
+        self.heavy_tails = heavy_tails
         # RunningMeanStd's start (mean 0, variance 1, a count of 1e-4): the identity map up to the clip at first
         self.register_buffer("mean", th.zeros(size))
         self.register_buffer("var", th.ones(size))
@@ -73,10 +82,20 @@ class ObservationNormalizer(nn.Module):
         self.mean: th.Tensor
         self.var: th.Tensor
         self.count: th.Tensor
+        if heavy_tails:  # a Gaussian's third and fourth moments at the start (files without them never had them)
+            self.register_buffer("third", th.zeros(size, dtype=th.float64))
+            self.register_buffer("fourth", th.full((size,), 3.0, dtype=th.float64))
+            self.third: th.Tensor
+            self.fourth: th.Tensor
 
     def std(self) -> th.Tensor:
-        """``sqrt(var + epsilon)``, the divisor of :meth:`forward`."""
-        return th.sqrt(self.var + self.epsilon)
+        """``sqrt(var + epsilon)``, the divisor of :meth:`forward` (times the kurtosis's shrink with ``heavy_tails``)."""
+        std = th.sqrt(self.var + self.epsilon)
+        if self.heavy_tails:
+            var = self.var.double()
+            kurtosis = th.where(var > 0, self.fourth / var.square().clamp_min(1e-300), th.zeros_like(var))
+            std = std * th.sqrt(th.clamp(kurtosis / 3.0, min=1.0)).to(std.dtype)
+        return std
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         return normalize(x, self.mean, self.std(), self.clip_obs)
@@ -85,7 +104,8 @@ class ObservationNormalizer(nn.Module):
     def update(self, observations: np.ndarray) -> None:
         """
         Merge a batch of observations (any leading shape; flattened to ``(n, size)``) into the statistics, with
-        ``RunningMeanStd``'s parallel formula. Rows holding a NaN or infinite value are left out.
+        ``RunningMeanStd``'s parallel formula (and Pébay's for the third and fourth moments, with ``heavy_tails``).
+        Rows holding a NaN or infinite value are left out.
         """
         stats = RunningMeanStd(shape=(self.mean.numel(),))
         stats.mean, stats.var, stats.count = (
@@ -93,13 +113,21 @@ class ObservationNormalizer(nn.Module):
             self.var.double().cpu().numpy(),
             float(self.count),
         )
+        if self.heavy_tails:
+            rows = finite_rows(observations, (self.mean.numel(),))
+            third, fourth = merge_higher_moments(
+                stats.count, stats.mean, stats.var, self.third.cpu().numpy(), self.fourth.cpu().numpy(), rows
+            )
+            self.third.copy_(th.as_tensor(third))
+            self.fourth.copy_(th.as_tensor(fourth))
         merge_finite(stats, observations)
         self.mean.copy_(th.as_tensor(stats.mean))
         self.var.copy_(th.as_tensor(stats.var))
         self.count.fill_(stats.count)
 
     def extra_repr(self) -> str:
-        return f"{self.mean.numel()}, clip_obs={self.clip_obs}, epsilon={self.epsilon}, key={self.key!r}"
+        tails = ", heavy_tails=True" if self.heavy_tails else ""
+        return f"{self.mean.numel()}, clip_obs={self.clip_obs}, epsilon={self.epsilon}, key={self.key!r}{tails}"
 
 
 class NormalizedFlattenExtractor(FlattenExtractor):
@@ -110,11 +138,15 @@ class NormalizedFlattenExtractor(FlattenExtractor):
     :param observation_space: the Box observation space
     :param clip_obs: bound of the normalized values
     :param key: the Dict key it serves inside :class:`NormalizedCombinedExtractor` (``None`` on its own)
+    :param heavy_tails: see :class:`ObservationNormalizer`
     """
 
-    def __init__(self, observation_space: spaces.Space, clip_obs: float = 10.0, key: str | None = None):
+    def __init__(
+        self, observation_space: spaces.Space, clip_obs: float = 10.0, key: str | None = None, heavy_tails: bool = False
+    ):
         super().__init__(observation_space)
-        self.normalizer = ObservationNormalizer(get_flattened_obs_dim(observation_space), clip_obs, key=key)
+        size = get_flattened_obs_dim(observation_space)
+        self.normalizer = ObservationNormalizer(size, clip_obs, key=key, heavy_tails=heavy_tails)
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return self.normalizer(self.flatten(observations))
@@ -134,6 +166,7 @@ class NormalizedCombinedExtractor(CombinedExtractor):
     :param cnn_output_dim: as in ``CombinedExtractor``
     :param normalized_image: as in ``CombinedExtractor``
     :param clip_obs: bound of the normalized values
+    :param heavy_tails: see :class:`ObservationNormalizer`
     """
 
     def __init__(
@@ -142,11 +175,12 @@ class NormalizedCombinedExtractor(CombinedExtractor):
         cnn_output_dim: int = 256,
         normalized_image: bool = False,
         clip_obs: float = 10.0,
+        heavy_tails: bool = False,
     ):
         super().__init__(observation_space, cnn_output_dim=cnn_output_dim, normalized_image=normalized_image)
         for key, subspace in observation_space.spaces.items():
             if normalizable(subspace, normalized_image):
-                self.extractors[key] = NormalizedFlattenExtractor(subspace, clip_obs, key=key)
+                self.extractors[key] = NormalizedFlattenExtractor(subspace, clip_obs, key=key, heavy_tails=heavy_tails)
 
 
 #: SB3's default extractor -> its normalizing version

@@ -26,6 +26,7 @@ from sb3_trpo_plus.normalization import (
     ObservationNormalizer,
     observation_normalizers,
 )
+from sb3_trpo_plus.statistics import merge_higher_moments
 from sb3_trpo_plus.validation import NonFiniteObservationError
 from tests.helpers import collect
 from tests.test_faults import NonFiniteEnv
@@ -315,3 +316,58 @@ def test_rewards_in_any_units_make_the_same_updates() -> None:
 def test_a_value_head_on_the_returns_own_scale_keeps_sb3s_initialization() -> None:
     model = TRPOPlus("MlpPolicy", "Pendulum-v1", n_steps=64, normalize_values=False, seed=0)
     assert model.policy.value_net.weight.abs().sum() > 0
+
+
+def test_higher_moments_merge_as_if_computed_at_once() -> None:
+    """Pébay's pairwise formulas: merging a second batch gives the third and fourth central moments of both."""
+    rng = np.random.default_rng(0)
+    first, second = rng.standard_exponential((500, 3)), 2.0 * rng.standard_exponential((300, 3)) + 1.0
+
+    def moments(x: np.ndarray) -> tuple[np.ndarray, ...]:
+        centred = x - x.mean(axis=0)
+        return x.mean(axis=0), (centred**2).mean(axis=0), (centred**3).mean(axis=0), (centred**4).mean(axis=0)
+
+    mean, var, third, fourth = moments(first)
+    merged = merge_higher_moments(len(first), mean, var, third, fourth, second)
+    expected = moments(np.concatenate([first, second]))[2:]
+    np.testing.assert_allclose(merged, expected, rtol=1e-10)
+
+
+def sparse_and_gaussian(n: int, seed: int = 0) -> np.ndarray:
+    """Two features: a Gaussian one, and a sparse one (zero except on 1% of the rows, where it is about 5)."""
+    rng = np.random.default_rng(seed)
+    sparse = np.where(rng.random(n) < 0.01, 5.0 + rng.normal(size=n), 0.0)
+    return np.stack([rng.normal(size=n), sparse], axis=1)
+
+
+def test_heavy_tails_shrink_sparse_features_only_and_keep_units_invariant() -> None:
+    data = sparse_and_gaussian(20_000)
+    plain, shrunk = ObservationNormalizer(2), ObservationNormalizer(2, heavy_tails=True)
+    for normalizer in (plain, shrunk):
+        normalizer.update(data)
+    spikes = th.as_tensor(data[data[:, 1] > 0], dtype=th.float32)
+    with th.no_grad():
+        assert plain(spikes)[:, 1].abs().mean() > 8.0  # about 1/sqrt(0.01): near the clip
+        assert shrunk(spikes)[:, 1].abs().mean() < 2.5  # of order 1
+        ratio = shrunk.std() / plain.std()
+    assert ratio[0] == pytest.approx(1.0, abs=0.02)  # the Gaussian feature: as without it
+    assert ratio[1] > 4.0
+    scaled = ObservationNormalizer(2, heavy_tails=True)
+    scaled.update(data * np.array([1000.0, 0.1]))  # other units for each feature (variances well above epsilon)
+    with th.no_grad():
+        same = scaled(spikes * th.tensor([1000.0, 0.1]))
+        th.testing.assert_close(same, shrunk(spikes), rtol=1e-4, atol=1e-4)
+
+
+def test_heavy_tails_learn_on_the_fast_paths_as_on_the_generic_ones_and_save(tmp_path: Path) -> None:
+    """A policy with the option: the fast paths read the same divisor, its moments are saved and loaded."""
+    kwargs = {"policy_kwargs": {"features_extractor_kwargs": {"heavy_tails": True}}, "n_steps": 128, "seed": 0}
+    models = {fast: TRPOPlus("MlpPolicy", "Pendulum-v1", fast_paths=fast, **kwargs).learn(384) for fast in (True, False)}
+    assert models[True]._fast_paths_plan() is not None  # the fast paths serve it
+    normalizer = observation_normalizers(models[True].policy)[0]
+    assert normalizer.heavy_tails and float(normalizer.count) == pytest.approx(256 + 1e-4)
+    vectors = [parameters_to_vector(model.policy.parameters()).detach() for model in models.values()]
+    th.testing.assert_close(vectors[0], vectors[1], rtol=1e-4, atol=1e-4)
+    models[True].save(tmp_path / "tails.zip")
+    loaded = TRPOPlus.load(tmp_path / "tails.zip")
+    th.testing.assert_close(observation_normalizers(loaded.policy)[0].fourth, normalizer.fourth)

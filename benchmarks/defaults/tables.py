@@ -76,14 +76,15 @@ def screening(runs: pd.DataFrame, candidates: list[str], tasks: dict[str, int]) 
 
 
 #: RULE.md's round 4: the parts a candidate is made of (its label joins them with ``_``; ``new`` has none), each a set
-#: of constructor arguments over ``new``'s (``log_std_init`` and ``clip_obs`` go into ``policy_kwargs``)
+#: of constructor arguments over ``new``'s (``log_std_init``, ``clip_obs`` and ``heavy_tails`` go into ``policy_kwargs``)
 ROUND4_PARTS: dict[str, dict[str, object]] = {
     "dauto": {"cg_damping": "auto"},
     "std05": {"log_std_init": -0.6931},
     "g9999": {"gamma": 0.9999, "gae_lambda": 0.99},
     "clip5": {"clip_obs": 5.0},
+    "kurt": {"heavy_tails": True},  # RULE.md's round 4 addendum
 }
-ROUND4_CANDIDATES = ["new", "dauto", "dauto_std05", "dauto_g9999", "dauto_clip5"]
+ROUND4_CANDIDATES = ["new", "dauto", "dauto_std05", "dauto_g9999", "dauto_clip5", "dauto_kurt"]
 
 
 def changes(label: str) -> dict[str, object]:
@@ -98,8 +99,9 @@ def constructor_arguments(label: str) -> dict[str, object]:
     policy_kwargs: dict[str, object] = {}
     if "log_std_init" in arguments:
         policy_kwargs["log_std_init"] = arguments.pop("log_std_init")
-    if "clip_obs" in arguments:
-        policy_kwargs["features_extractor_kwargs"] = {"clip_obs": arguments.pop("clip_obs")}
+    extractor = {key: arguments.pop(key) for key in ("clip_obs", "heavy_tails") if key in arguments}
+    if extractor:
+        policy_kwargs["features_extractor_kwargs"] = extractor
     return {**arguments, **({"policy_kwargs": policy_kwargs} if policy_kwargs else {})}
 
 
