@@ -591,7 +591,15 @@ def test_round4_stage2_queues_the_survivors_at_1m(tmp_path: Path, monkeypatch: p
     from benchmarks.defaults import stage2
     from benchmarks.defaults.tables import ROUND4_CANDIDATES, ROUND4_TASKS
 
-    score = {"new": 1.0, "dauto": 2.0, "dauto_std05": 4.0, "dauto_g9999": 3.0, "dauto_clip5": 0.0, "dauto_kurt": 0.5}
+    score = {
+        "new": 1.0,
+        "dauto": 2.0,
+        "dauto_std05": 4.0,
+        "dauto_g9999": 3.0,
+        "dauto_clip5": 0.0,
+        "dauto_kurt": 0.5,
+        "std05": 0.2,
+    }
     rows = [
         {"config": c, "env": task, "seed": seed, "steps": steps, "final_mean": 1000.0 * score[c]}
         for c in ROUND4_CANDIDATES

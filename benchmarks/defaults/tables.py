@@ -84,7 +84,7 @@ ROUND4_PARTS: dict[str, dict[str, object]] = {
     "clip5": {"clip_obs": 5.0},
     "kurt": {"heavy_tails": True},  # RULE.md's round 4 addendum
 }
-ROUND4_CANDIDATES = ["new", "dauto", "dauto_std05", "dauto_g9999", "dauto_clip5", "dauto_kurt"]
+ROUND4_CANDIDATES = ["new", "std05", "dauto", "dauto_std05", "dauto_g9999", "dauto_clip5", "dauto_kurt"]
 
 
 def changes(label: str) -> dict[str, object]:
