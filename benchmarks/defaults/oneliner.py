@@ -9,7 +9,8 @@ Configurations (``--config``):
   target_kl=0.01``);
 * ``norm``: normalization on, ``target_kl=0.01`` (a screening candidate);
 * ``lin``: ``new`` with the radius shrinking linearly from the ``"auto"`` value to 0 over the run (round 2);
-* ``sb3_contrib``: ``sb3_contrib.TRPO`` with its defaults.
+* ``sb3_contrib``: ``sb3_contrib.TRPO`` with its defaults;
+* ``sb3_ppo``: Stable-Baselines3's ``PPO`` with its defaults (what most users run; a peer of issue 44's confirmation).
 
 Usage::
 
@@ -47,6 +48,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "norm": ("trpo_plus", {"normalize_observations": True, "normalize_values": True, "target_kl": 0.01}),
     "lin": ("trpo_plus", {"target_kl": "lin_auto"}),
     "sb3_contrib": ("sb3_contrib", {}),
+    "sb3_ppo": ("sb3_ppo", {}),
 }
 
 
@@ -76,6 +78,8 @@ def run(
     algo_class: type[Any]
     if library == "sb3_contrib":
         from sb3_contrib import TRPO as algo_class
+    elif library == "sb3_ppo":
+        from stable_baselines3 import PPO as algo_class
     else:
         from sb3_trpo_plus import TRPOPlus as algo_class
     accepted = inspect.signature(algo_class).parameters
