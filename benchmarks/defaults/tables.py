@@ -348,20 +348,21 @@ def main() -> None:
         "",
         regression_check(runs),
     ]
-    if (HERE / "screening.csv").exists():
-        parts += [
-            "",
-            "## Round 4, stage 1: the wider screening (tuning seeds 100 and 101): mean final return (score s(c,t))",
-            "",
-            round4_stage1(HERE / "screening.csv"),
-        ]
-    if (HERE / "diagnosis.csv").exists():
-        parts += [
-            "",
-            "## Diagnosis of the shortfalls (DIAGNOSIS.md; tuning seeds, final deterministic return)",
-            "",
-            diagnosis(HERE / "diagnosis.csv"),
-        ]
+    optional = [  # (title, table, what makes the section from it): each where its table exists
+        (
+            "Round 4, stage 1: the wider screening (tuning seeds 100 and 101): mean final return (score s(c,t))",
+            HERE / "screening.csv",
+            round4_stage1,
+        ),
+        (
+            "Diagnosis of the shortfalls (DIAGNOSIS.md; tuning seeds, final deterministic return)",
+            HERE / "diagnosis.csv",
+            diagnosis,
+        ),
+    ]
+    for title, path, section in optional:
+        if path.exists():
+            parts += ["", f"## {title}", "", section(path)]
     parts += ["", *extra_tables()]
     text = "\n".join(parts) + "\n"
     (HERE / "RESULTS.md").write_text(text)
