@@ -15,6 +15,7 @@ from typing import Any
 
 import torch as th
 from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.logger import Logger
 from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
@@ -49,6 +50,18 @@ class PolicyStepStats:
     step_fraction: float
     expected_improvement: float
     actual_improvement: float
+
+    def record(self, logger: Logger) -> None:
+        """Each field under ``train/``: ``kl`` as ``trust_region_kl`` and, for existing dashboards, ``kl``;
+        ``line_search_success`` as sb3-contrib's ``is_line_search_success`` (1.0 or 0.0)."""
+        for name, value in dataclasses.asdict(self).items():
+            if name == "line_search_success":
+                logger.record("train/is_line_search_success", float(value))
+            elif name == "kl":
+                logger.record("train/trust_region_kl", value)
+                logger.record("train/kl", value)
+            else:
+                logger.record(f"train/{name}", value)
 
 
 @dataclass(frozen=True)

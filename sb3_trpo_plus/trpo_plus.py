@@ -626,21 +626,9 @@ class TRPOPlus(OnPolicyAlgorithm):
         self._n_updates += 1
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
-        self.logger.record("train/policy_objective", stats.policy_objective)
+        stats.record(self.logger)
         self.logger.record("train/value_loss", value_loss)
-        self.logger.record("train/kl_divergence_loss", stats.kl_divergence_loss)
-        self.logger.record("train/kl", stats.kl)  # the same as train/trust_region_kl, for existing dashboards
-        self.logger.record("train/target_kl", stats.target_kl)
-        self.logger.record("train/trust_region_kl", stats.kl)
-        self.logger.record("train/entropy", stats.entropy)
         self.logger.record("train/explained_variance", explained_var)
-        self.logger.record("train/is_line_search_success", float(stats.line_search_success))
-        self.logger.record("train/line_search_steps", stats.line_search_steps)
-        self.logger.record("train/step_fraction", stats.step_fraction)
-        self.logger.record("train/cg_iterations", stats.cg_iterations)
-        self.logger.record("train/cg_residual", stats.cg_residual)
-        self.logger.record("train/expected_improvement", stats.expected_improvement)
-        self.logger.record("train/actual_improvement", stats.actual_improvement)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
