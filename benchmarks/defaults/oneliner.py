@@ -36,11 +36,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stable_baselines3.common.callbacks import BaseCallback
+
 from benchmarks.common.provenance import provenance
 from benchmarks.common.table import append_row, header
 
 HERE = Path(__file__).resolve().parent
 TABLE = HERE / "runs.csv"
+#: HalfCheetah runs: how much of the evaluation episode and of each tenth of training the cheetah spent on its back
+MODES = HERE / "modes.csv"
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "new": ("trpo_plus", {}),
@@ -95,7 +99,8 @@ def run(
         del probe
     start = time.perf_counter()
     model = algo_class("MlpPolicy", make(), seed=seed, **build)
-    model.learn(steps)
+    posture = Posture() if env_id.startswith("HalfCheetah") else None
+    model.learn(steps, callback=posture)
     wall = time.perf_counter() - start
     eval_env = make()
     eval_env.reset(seed=10_000 + seed)
@@ -118,7 +123,57 @@ def run(
     }
     if env_kwargs is not None:
         row["env_kwargs"] = json.dumps(env_kwargs, sort_keys=True)
+    if posture is not None:  # HalfCheetah: is the low mode a cheetah on its back (DIAGNOSIS.md, 23:30 UTC)?
+        append_row(
+            MODES,
+            {
+                "config": row["config"],
+                "env": env_id,
+                "seed": seed,
+                "steps": steps,
+                "final_mean": row["final_mean"],
+                "final_upside_down": upside_down_fraction(model, make(), 20_000 + seed),
+                "training_upside_down": json.dumps(posture.fractions()),
+                "code_rev": row["code_rev"],
+            },
+        )
     return row
+
+
+def upside_down(env: Any) -> bool:
+    """Whether a HalfCheetah's torso is upside down (its pitch, ``qpos[2]``, more than 90 degrees from upright)."""
+    import math
+
+    return math.cos(float(env.unwrapped.data.qpos[2])) < 0.0
+
+
+def upside_down_fraction(model: Any, env: Any, seed: int) -> float:
+    """The fraction of one deterministic episode's steps that a HalfCheetah spends on its back."""
+    obs, _ = env.reset(seed=seed)
+    flipped = steps = 0
+    done = False
+    while not done:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, terminated, truncated, _ = env.step(action)
+        flipped, steps, done = flipped + upside_down(env), steps + 1, terminated or truncated
+    return round(flipped / steps, 4)
+
+
+class Posture(BaseCallback):
+    """The fraction of training steps a HalfCheetah spends on its back, per tenth of the run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flipped: list[int] = []
+
+    def _on_step(self) -> bool:
+        self.flipped.append(int(upside_down(self.training_env.envs[0])))  # type: ignore[attr-defined]
+        return True
+
+    def fractions(self) -> list[float]:
+        import numpy as np
+
+        return [round(float(part.mean()), 3) for part in np.array_split(np.asarray(self.flipped, float), 10) if part.size]
 
 
 def _override(text: str) -> tuple[str, Any]:
