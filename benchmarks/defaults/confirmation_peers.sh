@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 44's confirmation peers (RULE.md, 23:15 UTC): sb3-contrib's TRPO and SB3's PPO one-liners, benchmark seeds 0-4,
+# Issue 44's confirmation peers (RULE.md, 23:06 UTC): sb3-contrib's TRPO and SB3's PPO one-liners, benchmark seeds 0-4,
 # 1M steps, appended to runs.csv; a run already there is skipped. Two lanes split the tasks:
 #   bash benchmarks/defaults/confirmation_peers.sh 1|2
 set -u

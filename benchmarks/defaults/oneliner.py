@@ -123,7 +123,7 @@ def run(
     }
     if env_kwargs is not None:
         row["env_kwargs"] = json.dumps(env_kwargs, sort_keys=True)
-    if posture is not None:  # HalfCheetah: is the low mode a cheetah on its back (DIAGNOSIS.md, 23:30 UTC)?
+    if posture is not None:  # HalfCheetah: is the low mode a cheetah on its back (DIAGNOSIS.md, 23:08 UTC)?
         append_row(
             MODES,
             {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Round 4's addenda (RULE.md, 23:05 and 23:07 UTC): dauto_kurt, then std05, on stage 1's seven tasks, one lane:
+# Round 4's addenda (RULE.md, 23:02 and 23:05 UTC): dauto_kurt, then std05, on stage 1's seven tasks, one lane:
 #   bash benchmarks/defaults/screening_addendum.sh 100|101
 # Appends to benchmarks/defaults/screening.csv; a row already there is skipped.
 set -u
