@@ -57,20 +57,20 @@ def collect_rollouts(
     )
     arrays = getattr(forward, "arrays", None) if takes_numpy else None
     while n_steps < n_rollout_steps:
-        with th.no_grad():
-            # obs_tensor as SB3 makes it (a callback may read it): th.as_tensor's view of a CPU array is from_numpy's
-            last_obs = model._last_obs
-            obs_tensor: PyTorchObs
-            if isinstance(last_obs, np.ndarray) and last_obs.flags.c_contiguous and model.device.type == "cpu":
-                obs_tensor = th.from_numpy(last_obs)
-            else:
-                obs_tensor = obs_as_tensor(last_obs, model.device)  # type: ignore[arg-type]
-            if arrays is not None:  # the NumPy forward reads the NumPy observations; the buffer takes its arrays
-                actions, values_array, log_probs_array = arrays(last_obs)
-                values, log_probs = th.from_numpy(values_array), th.from_numpy(log_probs_array)  # SB3's local names
-            else:
+        # obs_tensor as SB3 makes it (a callback may read it): th.as_tensor's view of a CPU array is from_numpy's
+        last_obs = model._last_obs
+        obs_tensor: PyTorchObs
+        if isinstance(last_obs, np.ndarray) and last_obs.flags.c_contiguous and model.device.type == "cpu":
+            obs_tensor = th.from_numpy(last_obs)
+        else:
+            obs_tensor = obs_as_tensor(last_obs, model.device)  # type: ignore[arg-type]
+        if arrays is not None:  # the NumPy forward reads the NumPy observations (no autograd to turn off); the buffer
+            actions, values_array, log_probs_array = arrays(last_obs)  # takes its arrays
+            values, log_probs = th.from_numpy(values_array), th.from_numpy(log_probs_array)  # SB3's local names
+        else:
+            with th.no_grad():
                 actions, values, log_probs = forward(obs_tensor)  # type: ignore[assignment]
-                actions = actions.cpu().numpy()  # type: ignore[assignment]
+            actions = actions.cpu().numpy()  # type: ignore[assignment]
         clipped_actions = actions
         if bounds is not None:  # the fast forward serves unsquashed Gaussians only: clip to the bounds, as SB3 does (np.clip)
             clipped_actions = np.minimum(np.maximum(actions, bounds[0]), bounds[1])  # type: ignore[assignment]
