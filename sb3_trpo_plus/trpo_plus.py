@@ -1,7 +1,8 @@
 """TRPOPlus: Trust Region Policy Optimization on Stable-Baselines3, with batched Fisher-vector products.
 
-This module only wires the pure functions of :mod:`sb3_trpo_plus.natural_gradient` and
-:mod:`sb3_trpo_plus.fisher` to SB3's ``OnPolicyAlgorithm``: ``train()`` reads as
+This module only wires pure functions to SB3's ``OnPolicyAlgorithm``: the natural-gradient step
+(:mod:`sb3_trpo_plus.policy_step`, on :mod:`sb3_trpo_plus.natural_gradient` and :mod:`sb3_trpo_plus.fisher`), the
+critic's fit (:mod:`sb3_trpo_plus.critic`), the radius's units (:mod:`sb3_trpo_plus.units`): ``train()`` reads as
 policy step -> critic step -> log. The closed forms for SB3's MLP heads live in :mod:`sb3_trpo_plus.fast_paths`,
 behind the ``fast_paths`` argument and one decision (:func:`sb3_trpo_plus.fast_paths.decide`, a ``Plan`` read by every path).
 """
