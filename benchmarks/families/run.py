@@ -29,7 +29,8 @@ every task. Wall time and process CPU time per run are reported beside the retur
 inflated and noisy).
 
 Rows are appended to ``results.csv`` (one per run; a (task, algo, seed) already there is skipped, so the script
-resumes), curves to ``curves.jsonl.gz`` (one gzip member per run). ``--report`` writes ``RESULTS.md``.
+resumes; ``--rerun-trpo`` runs TRPOPlus's again after its entry changed, and the report reads each seed's last
+row), curves to ``curves.jsonl.gz`` (one gzip member per run). ``--report`` writes ``RESULTS.md``.
 
 Usage: ``OMP_NUM_THREADS=1 nice -n 19 python -m benchmarks.families.run --tasks CartPoleNoVel-v1 --seeds 0 1 2 3 4``
 (without ``--tasks``: the first five tasks, not issue 41's). A tuning candidate (tuning seeds 100-199, its own table):
@@ -331,6 +332,11 @@ def main() -> None:
     )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a key of the entry changed")
     parser.add_argument("--table", type=Path, default=RESULTS, help="where the rows go (tuning: tuning.csv)")
+    parser.add_argument(
+        "--rerun-trpo",
+        action="store_true",
+        help="run the TRPOPlus variant again where it has rows (a changed entry; the report reads each seed's last row)",
+    )
     args = parser.parse_args()
     if args.label:
         overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
@@ -354,7 +360,7 @@ def main() -> None:
         trpo, ppo, _ = TASKS[task]
         for seed in args.seeds:
             for algo in (trpo, ppo):  # interleaved: whatever finishes, both algorithms have the same seeds
-                if (task, algo, seed) in done:
+                if (task, algo, seed) in done and not (args.rerun_trpo and algo == trpo):
                     continue
                 row = run_one(task, algo, seed)
                 print(json.dumps(row), flush=True)
