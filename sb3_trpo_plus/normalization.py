@@ -113,14 +113,14 @@ class ObservationNormalizer(nn.Module):
             self.var.double().cpu().numpy(),
             float(self.count),
         )
+        rows = finite_rows(observations, (self.mean.numel(),))  # converted and filtered once for every moment
         if self.heavy_tails:
-            rows = finite_rows(observations, (self.mean.numel(),))
             third, fourth = merge_higher_moments(
                 stats.count, stats.mean, stats.var, self.third.cpu().numpy(), self.fourth.cpu().numpy(), rows
             )
             self.third.copy_(th.as_tensor(third))
             self.fourth.copy_(th.as_tensor(fourth))
-        merge_finite(stats, observations)
+        merge_finite(stats, rows)
         self.mean.copy_(th.as_tensor(stats.mean))
         self.var.copy_(th.as_tensor(stats.var))
         self.count.fill_(stats.count)

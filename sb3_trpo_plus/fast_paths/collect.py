@@ -46,16 +46,11 @@ def collect_rollouts(
     bounds = (space.low, space.high) if isinstance(space, spaces.Box) else None
     discrete = isinstance(model.action_space, spaces.Discrete)
 
-    takes_numpy = getattr(forward, "takes_numpy", False)
+    # the NumPy forward's arrays (it takes the NumPy observations), or None for the torch forward
+    arrays = getattr(forward, "arrays", None)
     # SB3's RolloutBuffer itself (not a subclass, add() not replaced on the instance) with the NumPy forward's Box
     # observations: its add() written out, the same arrays at the same places without its copies and tensor round trips
-    direct = (
-        takes_numpy
-        and hasattr(forward, "arrays")
-        and type(rollout_buffer) is SB3RolloutBuffer
-        and "add" not in vars(rollout_buffer)
-    )
-    arrays = getattr(forward, "arrays", None) if takes_numpy else None
+    direct = arrays is not None and type(rollout_buffer) is SB3RolloutBuffer and "add" not in vars(rollout_buffer)
     while n_steps < n_rollout_steps:
         # obs_tensor as SB3 makes it (a callback may read it): th.as_tensor's view of a CPU array is from_numpy's
         last_obs = model._last_obs
