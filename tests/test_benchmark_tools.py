@@ -624,3 +624,20 @@ def test_round4_stage2_queues_the_survivors_at_1m(tmp_path: Path, monkeypatch: p
         "gae_lambda": 0.99,
         "policy_kwargs": {"log_std_init": -0.6931},
     }
+
+
+def test_oneliner_skip_done_reads_the_seeds_already_in_the_table(tmp_path: Path) -> None:
+    """``oneliner.py --skip-done``: a run is recorded when its config (label), env and steps match a row."""
+    from benchmarks.defaults.oneliner import recorded
+
+    table = tmp_path / "runs.csv"
+    assert recorded(table, "new", "Ant-v5", 300_000) == set()  # no table yet
+    pd.DataFrame(
+        [
+            {"config": "new", "env": "Ant-v5", "seed": 100, "steps": 300_000},
+            {"config": "new", "env": "Ant-v5", "seed": 101, "steps": 1_000_000},
+            {"config": "std05", "env": "Ant-v5", "seed": 102, "steps": 300_000},
+            {"config": "new", "env": "Hopper-v5", "seed": 103, "steps": 300_000},
+        ]
+    ).to_csv(table, index=False)
+    assert recorded(table, "new", "Ant-v5", 300_000) == {100}

@@ -13,14 +13,8 @@ esac
 for env in "${TASKS[@]}"; do
     for seed in 0 1 2 3 4; do
         for config in sb3_contrib sb3_ppo; do
-            python - "$table" "$config" "$env" "$seed" <<'PY' && continue
-import csv, sys
-table, config, env, seed = sys.argv[1:]
-sys.exit(0 if any(r["config"] == config and r["env"] == env and r["seed"] == seed and r["steps"] == "1000000"
-                  for r in csv.DictReader(open(table))) else 1)
-PY
             python -m benchmarks.defaults.oneliner --config "$config" --env "$env" --seed "$seed" --steps 1000000 \
-                --table "$table" || echo "FAILED: $config $env $seed" >&2
+                --table "$table" --skip-done || echo "FAILED: $config $env $seed" >&2
         done
     done
 done

@@ -29,9 +29,11 @@ Seeds 0-9 are benchmark seeds, 100-199 tuning seeds (see RULE.md). One torch thr
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import inspect
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -142,8 +144,6 @@ def run(
 
 def upside_down(env: Any) -> bool:
     """Whether a HalfCheetah's torso is upside down (its pitch, ``qpos[2]``, more than 90 degrees from upright)."""
-    import math
-
     return math.cos(float(env.unwrapped.data.qpos[2])) < 0.0
 
 
@@ -187,6 +187,15 @@ def _override(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def recorded(table: Path, config: str, env_id: str, steps: int) -> set[int]:
+    """The seeds whose run of ``config`` (its label) on ``env_id`` for ``steps`` is in ``table``."""
+    if not table.exists():
+        return set()
+    with table.open() as file:
+        rows = csv.DictReader(file)
+        return {int(r["seed"]) for r in rows if (r["config"], r["env"], int(r["steps"])) == (config, env_id, steps)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), required=True)
@@ -204,10 +213,16 @@ def main() -> None:
         help="a constructor argument over the config's",
     )
     parser.add_argument("--env-kwargs", type=json.loads, default=None, help="gym.make's keyword arguments, as JSON")
+    parser.add_argument(
+        "--skip-done", action="store_true", help="skip a seed whose run (config or label, env, steps) is in the table"
+    )
     args = parser.parse_args()
     if args.env_kwargs is None and "env_kwargs" in (header(args.table) or []):
         args.env_kwargs = {}  # the diagnosis table records them on every row
+    done = recorded(args.table, args.label or args.config, args.env, args.steps) if args.skip_done else set()
     for seed in args.seed:
+        if seed in done:
+            continue
         row = run(
             args.config, args.env, seed, args.steps, label=args.label, overrides=dict(args.set), env_kwargs=args.env_kwargs
         )

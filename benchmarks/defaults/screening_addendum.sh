@@ -6,16 +6,10 @@ set -u
 cd "$(dirname "$0")/../.."
 seed="${1:?usage: $0 SEED}"
 table=benchmarks/defaults/screening.csv
-one() {  # label env steps sets...
+one() {  # label env steps sets...  (oneliner --skip-done: a run already in the table is skipped)
     local label=$1 env=$2 steps=$3; shift 3
-    python - "$table" "$label" "$env" "$seed" "$steps" <<'PY' && return 0
-import csv, sys
-table, label, env, seed, steps = sys.argv[1:]
-sys.exit(0 if any(r["config"] == label and r["env"] == env and r["seed"] == seed and r["steps"] == steps
-                  for r in csv.DictReader(open(table))) else 1)
-PY
     python -m benchmarks.defaults.oneliner --config new --label "$label" --env "$env" --seed "$seed" --steps "$steps" \
-        --table "$table" --env-kwargs '{}' "$@" || echo "FAILED: $label $env $seed" >&2
+        --table "$table" --env-kwargs '{}' --skip-done "$@" || echo "FAILED: $label $env $seed" >&2
 }
 TASKS=(Ant-v5:300000 HalfCheetah-v5:300000 Hopper-v5:300000 Walker2d-v5:300000 Swimmer-v5:300000 Pendulum-v1:100000
        CartPole-v1:100000)

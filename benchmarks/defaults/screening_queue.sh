@@ -6,19 +6,10 @@ set -u
 cd "$(dirname "$0")/../.."
 seed="${1:?usage: $0 SEED}"
 table=benchmarks/defaults/screening.csv
-have() {  # label env steps
-    [ -f "$table" ] && python - "$table" "$1" "$2" "$seed" "$3" <<'PY'
-import csv, sys
-table, label, env, seed, steps = sys.argv[1:]
-rows = csv.DictReader(open(table))
-sys.exit(0 if any(r["config"] == label and r["env"] == env and r["seed"] == seed and r["steps"] == steps for r in rows) else 1)
-PY
-}
-one() {  # label env steps args...
+one() {  # label env steps args...  (oneliner --skip-done: a run already in the table is skipped)
     local label=$1 env=$2 steps=$3; shift 3
-    have "$label" "$env" "$steps" && return 0
     python -m benchmarks.defaults.oneliner --config new --label "$label" --env "$env" --seed "$seed" --steps "$steps" \
-        --table "$table" --env-kwargs '{}' "$@" || echo "FAILED: $label $env $seed" >&2
+        --table "$table" --env-kwargs '{}' --skip-done "$@" || echo "FAILED: $label $env $seed" >&2
 }
 DAUTO=(--set 'cg_damping="auto"')
 for task in Ant-v5:300000 HalfCheetah-v5:300000 Hopper-v5:300000 Walker2d-v5:300000 Swimmer-v5:300000 \

@@ -89,10 +89,13 @@ def _budget(entry: dict[str, Any]) -> int:
     return min(int(entry["n_timesteps"]), BUDGET_CAP)
 
 
-def _constructor_args(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a Zoo entry into env settings and constructor arguments (``lin_`` schedules and policy_kwargs parsed)."""
+def _constructor_args(entry: dict[str, Any], overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a Zoo entry, with ``overrides`` of its keys (a tuning candidate's), into env settings and constructor
+    arguments (``lin_`` schedules and policy_kwargs parsed)."""
     from rl_zoo3.utils import linear_schedule
     from torch import nn  # noqa: F401  (policy_kwargs strings name nn.ReLU)
+
+    entry = {**entry, **(overrides or {})}
 
     env_keys = ("n_envs", "normalize", "n_timesteps")
     unbuilt = [key for key in ("env_wrapper", "frame_stack", "vec_env_wrapper", "env_kwargs") if key in entry]
@@ -118,9 +121,8 @@ def _recurrent_run(
 
     from sb3_trpo_plus import RecurrentTRPOPlus
 
-    env_settings, kwargs = _constructor_args(_zoo_entry("trpo_plus_lstm" if algo == "trpo_plus_mlp" else algo, env_id))
-    for key, value in (overrides or {}).items():  # a tuning candidate's changes to the entry
-        (env_settings if key in ("n_envs", "normalize", "n_timesteps") else kwargs)[key] = value
+    entry = _zoo_entry("trpo_plus_lstm" if algo == "trpo_plus_mlp" else algo, env_id)
+    env_settings, kwargs = _constructor_args(entry, overrides)
     if algo == "trpo_plus_mlp":  # the same settings without the LSTM
         kwargs["policy"] = "MlpPolicy"
         for key in ("lstm_hidden_size", "enable_critic_lstm", "shared_lstm", "n_lstm_layers"):
@@ -158,9 +160,7 @@ def _masked_run(
 
     register_masked_envs()
     env = make_vec_env(env_id, n_envs=1, seed=seed)
-    env_settings, kwargs = _constructor_args(_zoo_entry("trpo_plus_mask", env_id))
-    for key, value in (overrides or {}).items():
-        (env_settings if key in ("n_envs", "normalize", "n_timesteps") else kwargs)[key] = value
+    env_settings, kwargs = _constructor_args(_zoo_entry("trpo_plus_mask", env_id), overrides)
     if algo == "trpo_plus_mask":
         model: Any = MaskableTRPOPlus(kwargs.pop("policy"), env, seed=seed, device="cpu", **kwargs)
     else:
