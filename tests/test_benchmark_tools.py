@@ -641,3 +641,30 @@ def test_oneliner_skip_done_reads_the_seeds_already_in_the_table(tmp_path: Path)
         ]
     ).to_csv(table, index=False)
     assert recorded(table, "new", "Ant-v5", 300_000) == {100}
+
+
+def test_round3_regression_check_reads_the_margin() -> None:
+    """RULE.md's round 3: the zero head stays when its mean score is at least ``new``'s minus 0.05."""
+    from benchmarks.defaults.tables import ROUND3, regression_check
+
+    candidates, tasks = ROUND3
+
+    def rows(zerohead_factor: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "config": c,
+                    "env": t,
+                    "seed": seed,
+                    "steps": steps,
+                    "final_mean": 1000.0 * (zerohead_factor if c == "zerohead" else 1),
+                }
+                for c in candidates
+                for t, steps in tasks.items()
+                for seed in (100, 101)
+            ]
+        )
+
+    assert "zero head **stays**" in regression_check(rows(0.99))
+    assert "zero head **does not stay**" in regression_check(rows(0.5))
+    assert "not complete" in regression_check(rows(1.0).iloc[1:])

@@ -137,37 +137,13 @@ ROUND3_MARGIN = 0.05
 
 
 def regression_check(runs: pd.DataFrame) -> str:
-    """Round 3's table: each task with both seeds of both configurations in, scored as the screening scores; the
-    zero head stays if its mean score is at least ``new``'s minus :data:`ROUND3_MARGIN`."""
-    candidates, tasks = ROUND3
-    lines = ["| task | steps | " + " | ".join(candidates) + " |", "|---|---|" + "---|" * len(candidates)]
-    scores: dict[str, list[float]] = {c: [] for c in candidates}
-    for task, steps in tasks.items():
-        means = {}
-        for config in candidates:
-            rows = runs[(runs.config == config) & (runs.env == task) & (runs.steps == steps) & runs.seed.isin(SCREEN_SEEDS)]
-            means[config] = float(rows.final_mean.mean()) if len(rows) == len(SCREEN_SEEDS) else None
-        if any(mean is None for mean in means.values()):
-            lines.append(
-                f"| {task} | {steps:,} | " + " | ".join("n/a" if m is None else f"{m:.1f}" for m in means.values()) + " |"
-            )
-            continue
-        best = max(means.values())  # type: ignore[type-var]
-        for config in candidates:
-            scores[config].append((means[config] - RANDOM[task]) / (best - RANDOM[task]))  # type: ignore[operator]
-        lines.append(
-            f"| {task} | {steps:,} | " + " | ".join(f"{means[c]:.1f} ({scores[c][-1]:.2f})" for c in candidates) + " |"
-        )
-    if not scores["new"]:
-        return "\n".join([*lines, "", "No task has both seeds of both configurations yet."])
-    mean_scores = {c: float(np.mean(scores[c])) for c in candidates}
-    lines.append("| **mean score** | | " + " | ".join(f"**{mean_scores[c]:.3f}**" for c in candidates) + " |")
+    """Round 3's table, scored as the screening scores: the zero head stays if its mean score is at least ``new``'s
+    minus :data:`ROUND3_MARGIN`."""
+    table, mean_scores = scores_table(runs, *ROUND3)
+    if mean_scores is None:
+        return table + "\n\nThe check is not complete: the missing runs are queued (RULE.md, round 3)."
     verdict = "stays" if mean_scores["zerohead"] >= mean_scores["new"] - ROUND3_MARGIN else "does not stay"
-    n_tasks = len(scores["new"])
-    lines += ["", f"Over the {n_tasks} task(s) with both seeds in, by the rule the zero head **{verdict}**."]
-    if n_tasks < len(tasks):
-        lines.append("The check is not complete: the other tasks' runs are queued (RULE.md, round 3).")
-    return "\n".join(lines)
+    return table + f"\n\nBy the rule the zero head **{verdict}**."
 
 
 def diagnosis(path: Path) -> str:

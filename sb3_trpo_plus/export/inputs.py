@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import os
 import pickle
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -16,9 +17,6 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, unwrap_vec_wrapper
 
 from sb3_trpo_plus.export.errors import ExportError
-
-if TYPE_CHECKING:
-    from sb3_trpo_plus.export.family import ExportFamily
 
 
 # ------------------------------------------------------------------------------------------------ action masks
@@ -97,17 +95,17 @@ def observation_dtypes(space: spaces.Space, obs_dtype: np.dtype | None) -> dict[
 
 
 def example_inputs(
-    family: ExportFamily, batch: int, value: bool = False, obs_dtype: np.dtype | None = None
+    policy: BasePolicy, family_inputs: Sequence[tuple[str, th.Tensor]], batch: int, obs_dtype: np.dtype | None = None
 ) -> tuple[list[str], list[th.Tensor]]:
     """Input names and example tensors: the observations (``obs``, or one per key of a Dict) in the dtypes of
     :func:`observation_dtypes`, then the family's own inputs.
 
-    :param family: the policy's family (its policy is the one traced)
-    :param batch: the example batch size
-    :param value: whether the graph also outputs the value (a critic with its own LSTM then takes its state)
+    :param policy: the policy that is traced
+    :param family_inputs: the family's own inputs after the observations (``ExportFamily.example_inputs``)
+    :param batch: the example batch size (of the observations; the family's inputs have it already)
     :param obs_dtype: the dtype of float Box observations (``None``: the space's own, as ``predict`` takes them)
     """
-    space = copy.deepcopy(family.policy.observation_space)  # samples from a copy: the user's space keeps its stream
+    space = copy.deepcopy(policy.observation_space)  # samples from a copy: the user's space keeps its stream
     space.seed(0)
     names: list[str] = []
     tensors: list[th.Tensor] = []
@@ -117,7 +115,7 @@ def example_inputs(
         sample = np.stack([sub.sample() for _ in range(batch)]).astype(dtypes[name])
         names.append(name)
         tensors.append(th.as_tensor(sample))
-    for name, tensor in family.example_inputs(batch, value):
+    for name, tensor in family_inputs:
         names.append(name)
         tensors.append(tensor)
     taken = set()

@@ -100,7 +100,7 @@ def export_onnx(
     exported = family.policy
     folded = FoldedVecNormalize(statistics, exported.observation_space) if statistics is not None else None
     graph = PolicyGraph(family, folded, value, log_std).eval()
-    names, tensors = example_inputs(family, batch=2, value=value, obs_dtype=dtype)
+    names, tensors = example_inputs(family.policy, family.example_inputs(2, value), batch=2, obs_dtype=dtype)
     output_names = family.output_names(value, log_std)
 
     distribution = getattr(policy, "action_dist", None)
