@@ -32,6 +32,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
+from sb3_trpo_plus import fast_paths
 from sb3_trpo_plus.critic import ValueScale, critic_parameters, regress
 from sb3_trpo_plus.trpo_plus import FamilyParts, PlanChoice, PolicyStepStats, TRPOPlus
 
@@ -100,7 +101,7 @@ class RecurrentTRPOPlus(TRPOPlus):
         policy = self.policy
         features = BaseModel.extract_features(policy, policy_input.observations, policy.pi_features_extractor)
         starts = policy_input.episode_starts
-        latent, _ = policy._process_sequence(features, policy_input.lstm_states, starts, policy.lstm_actor)
+        latent = self._lstm_output(features, policy_input.lstm_states, starts, policy.lstm_actor)
         latent = policy.mlp_extractor.forward_actor(latent[policy_input.rows])
         return copy.copy(policy._get_action_dist_from_latent(latent))
 
@@ -147,10 +148,46 @@ class RecurrentTRPOPlus(TRPOPlus):
             for _ in range(self.n_critic_updates):
                 for data in self.rollout_buffer.get(self.batch_size):
                     real = data.mask > 1e-8
-                    values = policy.predict_values(data.observations, data.lstm_states.vf, data.episode_starts).flatten()  # type: ignore[arg-type]
+                    states = data.lstm_states.vf
+                    values = self._sequence_values(data.observations, (states[0], states[1]), data.episode_starts).flatten()
                     yield (scale.targets(data.returns) - values)[real].square().mean()
 
         return th.stack(regress(policy.optimizer, critic_params, batch_losses())).mean().item()
+
+    def _keeps(self, method: str) -> bool:
+        """Whether the fast paths are on and the policy's class keeps sb3-contrib's ``method`` (a user's subclass that
+        overrides it is called as it is)."""
+        own = getattr(type(self.policy), method, None)
+        return self.fast_paths and own is getattr(RecurrentActorCriticPolicy, method)
+
+    def _lstm_output(
+        self, features: th.Tensor, lstm_states: tuple[th.Tensor, th.Tensor], episode_starts: th.Tensor, lstm: nn.LSTM
+    ) -> th.Tensor:
+        """``policy._process_sequence``'s output along padded sequences; in one LSTM call
+        (:func:`sb3_trpo_plus.fast_paths.lstm_along_sequences`) where ``fast_paths`` is on, the policy's class keeps
+        sb3-contrib's method and episodes start only at the sequences' first steps."""
+        if self._keeps("_process_sequence"):
+            output = fast_paths.lstm_along_sequences(lstm, features, lstm_states, episode_starts)
+            if output is not None:
+                return output
+        return self.policy._process_sequence(features, lstm_states, episode_starts, lstm)[0]
+
+    def _sequence_values(
+        self, obs: PyTorchObs, lstm_states: tuple[th.Tensor, th.Tensor], episode_starts: th.Tensor
+    ) -> th.Tensor:
+        """``policy.predict_values`` along padded sequences, its LSTM run by :meth:`_lstm_output` where the policy's
+        class keeps sb3-contrib's ``predict_values``."""
+        policy = self.policy
+        if not self._keeps("predict_values"):
+            return policy.predict_values(obs, lstm_states, episode_starts)  # type: ignore[arg-type]
+        features = BaseModel.extract_features(policy, obs, policy.vf_features_extractor)
+        if policy.lstm_critic is not None:
+            latent_vf = self._lstm_output(features, lstm_states, episode_starts, policy.lstm_critic)
+        elif policy.shared_lstm:  # the actor's LSTM, its output detached (the critic does not move it)
+            latent_vf = self._lstm_output(features, lstm_states, episode_starts, policy.lstm_actor).detach()
+        else:
+            latent_vf = policy.critic(features)  # type: ignore[misc]  # set where there is no critic LSTM
+        return policy.value_net(policy.mlp_extractor.forward_critic(latent_vf))
 
     # ------------------------------------------------------------------ rollouts
     def collect_rollouts(

@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 pytest.importorskip("sb3_contrib")
 
+import sb3_contrib.ppo_recurrent
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -234,3 +235,70 @@ def test_dict_observations_use_the_dict_buffer() -> None:
     ).learn(128)
     assert isinstance(model.rollout_buffer, RecurrentDictRolloutBuffer)
     assert model.logger.name_to_value["train/is_line_search_success"] == 1.0
+
+
+def minibatches(model: RecurrentTRPOPlus, batch_size: int) -> list[Any]:
+    """The critic's sequence minibatches of a collected rollout, as ``train()`` takes them."""
+    collect(model)
+    model.rollout_buffer.get(batch_size)  # (the first call prepares the sequences)
+    return list(model.rollout_buffer.get(batch_size))
+
+
+def test_lstm_along_sequences_computes_what_process_sequence_does() -> None:
+    """The one-call LSTM (fast_paths.lstm_along_sequences) equals sb3-contrib's step-by-step ``_process_sequence`` on
+    the buffer's minibatches, whose episodes start at first steps only; a start later in a sequence declines."""
+    from sb3_trpo_plus.fast_paths import lstm_along_sequences
+
+    model = RecurrentTRPOPlus("MlpLstmPolicy", CueEnv(), n_steps=64, batch_size=16, seed=0, policy_kwargs=TINY)
+    policy = model.policy
+    served = 0
+    for data in minibatches(model, 16):
+        features = policy.extract_features(data.observations, policy.vf_features_extractor)
+        states = (data.lstm_states.vf[0], data.lstm_states.vf[1])
+        expected, _ = policy._process_sequence(features, states, data.episode_starts, policy.lstm_critic)
+        assert bool(data.episode_starts.any())  # the step-by-step branch of _process_sequence
+        output = lstm_along_sequences(policy.lstm_critic, features, states, data.episode_starts)
+        assert output is not None
+        th.testing.assert_close(output, expected, rtol=1e-6, atol=1e-6)
+        served += 1
+        starts = data.episode_starts.reshape(states[0].shape[1], -1).clone()
+        if starts.shape[1] > 1:
+            starts[0, 1] = 1.0  # an episode starting mid-sequence: the loop's reset is needed
+            assert lstm_along_sequences(policy.lstm_critic, features, states, starts.flatten()) is None
+    assert served >= 4
+
+
+class OwnSequencePolicy(sb3_contrib.ppo_recurrent.MlpLstmPolicy):
+    """A user's recurrent policy with its own ``_process_sequence`` (counted), which TRPOPlus must call."""
+
+    calls = 0
+
+    @staticmethod
+    def _process_sequence(features: Any, lstm_states: Any, episode_starts: Any, lstm: Any) -> Any:
+        OwnSequencePolicy.calls += 1
+        return sb3_contrib.ppo_recurrent.MlpLstmPolicy._process_sequence(features, lstm_states, episode_starts, lstm)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_policy_with_its_own_process_sequence_is_called(fast: bool) -> None:
+    OwnSequencePolicy.calls = 0
+    model = RecurrentTRPOPlus(
+        OwnSequencePolicy, CueEnv(), n_steps=32, batch_size=16, seed=0, fast_paths=fast, policy_kwargs=TINY
+    )
+    model.learn(32)
+    collected = 32 * 2  # the rollout calls it for the actor and the critic at each step
+    assert OwnSequencePolicy.calls > collected + 2  # and train() for the policy step and every critic minibatch
+
+
+def test_fast_and_generic_sequences_train_alike() -> None:
+    """``fast_paths=True`` (one LSTM call per minibatch) and ``False`` (sb3-contrib's loop) end two updates with the
+    same parameters up to float rounding (the gradients are summed in another order)."""
+    trained = []
+    for fast in (True, False):
+        model = RecurrentTRPOPlus(
+            "MlpLstmPolicy", CueEnv(), n_steps=64, batch_size=16, seed=0, fast_paths=fast, policy_kwargs=TINY
+        )
+        model.learn(128)
+        trained.append([p.detach().clone() for p in model.policy.parameters()])
+    for fast, generic in zip(*trained, strict=True):
+        th.testing.assert_close(fast, generic, rtol=1e-4, atol=1e-5)

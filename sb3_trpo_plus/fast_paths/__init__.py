@@ -57,6 +57,7 @@ from sb3_trpo_plus.fast_paths.decision import (  # noqa: E402
 )
 from sb3_trpo_plus.fast_paths.fisher_product import fisher_vector_product  # noqa: E402
 from sb3_trpo_plus.fast_paths.rollout import RolloutForward, rollout_forward  # noqa: E402
+from sb3_trpo_plus.fast_paths.sequences import lstm_along_sequences  # noqa: E402
 
 __all__ = [
     "MLP_HEAD_DISTRIBUTIONS",
@@ -73,6 +74,7 @@ __all__ = [
     "decide",
     "fisher_vector_product",
     "fit_critic",
+    "lstm_along_sequences",
     "plain_adam",
     "plan",
     "rollout_forward",
