@@ -34,6 +34,8 @@ class TRPO(TRPOPlus):
     """
 
     KL_UNIT: ClassVar[KlUnit] = "per_dimension"
+    #: sb3-contrib's policies start with SB3's std 1
+    INITIAL_ACTION_STD: ClassVar[float | None] = None
 
     def __init__(
         self,

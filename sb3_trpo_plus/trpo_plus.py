@@ -44,7 +44,13 @@ from sb3_trpo_plus.batches import index_obs
 from sb3_trpo_plus.fisher import DistributionFisher, fisher_for, joint_kl
 from sb3_trpo_plus.natural_gradient import MatVec, gauss_newton_fvp, hessian_fvp
 from sb3_trpo_plus.normalization import Setting, select_observation_normalization, update_observation_statistics
-from sb3_trpo_plus.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, warn_if_images_flattened
+from sb3_trpo_plus.policies import (
+    CnnPolicy,
+    MlpPolicy,
+    MultiInputPolicy,
+    select_initial_action_std,
+    warn_if_images_flattened,
+)
 from sb3_trpo_plus.policy_step import PolicyStepStats, StepSettings, natural_gradient_step
 from sb3_trpo_plus.threads import ThreadSetting, thread_cap, threads
 from sb3_trpo_plus.units import (
@@ -104,8 +110,8 @@ class TRPOPlus(OnPolicyAlgorithm):
     :param cg_max_steps: Maximum number of conjugate-gradient iterations (Fisher-vector products), >= 1
     :param cg_damping: Damping lambda >= 0 added to the Fisher: CG solves (F + lambda I) s = g. F is the Fisher of
         the joint KL, action dimensions times the one ``sb3_contrib.TRPO`` damps: its value times the number of
-        action dimensions is the equivalent here (Box and MultiBinary actions). ``"auto"``: sb3-contrib's default
-        0.1 in this unit (0.1 times the action dimensions for Box and MultiBinary actions, 0.1 otherwise)
+        action dimensions is the equivalent here (Box and MultiBinary actions). ``"auto"`` (default): sb3-contrib's
+        default 0.1 in this unit (0.1 times the action dimensions for Box and MultiBinary actions, 0.1 otherwise)
     :param line_search_shrinking_factor: Step-size reduction alpha in (0, 1) of the backtracking
         line search (``theta_new = theta + alpha^j * step``)
     :param line_search_max_iter: Number of candidates the line search tries (>= 1)
@@ -161,7 +167,9 @@ class TRPOPlus(OnPolicyAlgorithm):
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
-    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param policy_kwargs: additional arguments to be passed to the policy on creation. For Box actions without gSDE,
+        a new policy's actions start with std 0.5 (``log_std_init=log(0.5)``, :attr:`INITIAL_ACTION_STD`; SB3's
+        default is std 1) unless ``policy_kwargs`` sets ``log_std_init`` or the policy class takes none
     :param verbose: the verbosity level: 0 no output, 1 info, 2 debug
     :param seed: Seed for the pseudo random generators
     :param device: Device (cpu, cuda, ...) on which the code should be run.
@@ -172,6 +180,10 @@ class TRPOPlus(OnPolicyAlgorithm):
     #: the unit of ``target_kl`` and ``cg_damping`` (:mod:`sb3_trpo_plus.units`): the joint KL's; saved with the model
     #: as ``kl_unit``, so that a file loads with its meaning in either class
     KL_UNIT: ClassVar[KlUnit] = "joint"
+    #: the std of a new policy's Gaussian actions (Box actions without gSDE), given to the policy as
+    #: ``log_std_init`` unless ``policy_kwargs`` sets one (:func:`sb3_trpo_plus.policies.select_initial_action_std`);
+    #: ``None`` keeps the policy's own (SB3's std 1). Chosen by round 4 of ``benchmarks/defaults`` (RULE.md).
+    INITIAL_ACTION_STD: ClassVar[float | None] = 0.5
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
@@ -188,7 +200,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         batch_size: int = 128,
         gamma: float = 0.99,
         cg_max_steps: int = 15,
-        cg_damping: float | Literal["auto"] = 0.1,
+        cg_damping: float | Literal["auto"] = "auto",
         line_search_shrinking_factor: float = 0.8,
         line_search_max_iter: int = 10,
         n_critic_updates: int = 10,
@@ -274,6 +286,10 @@ class TRPOPlus(OnPolicyAlgorithm):
         if self.env is not None:  # a new model (load() brings the saved policy_kwargs instead)
             self.policy_kwargs, note = select_observation_normalization(
                 normalize_observations, self.env, self.observation_space, self.policy_class, self.policy_kwargs
+            )
+            self._say(note)
+            self.policy_kwargs, note = select_initial_action_std(
+                self.INITIAL_ACTION_STD, self.action_space, self.use_sde, self.policy_class, self.policy_kwargs
             )
             self._say(note)
 

@@ -624,6 +624,12 @@ def test_round4_stage2_queues_the_survivors_at_1m(tmp_path: Path, monkeypatch: p
         "gae_lambda": 0.99,
         "policy_kwargs": {"log_std_init": -0.6931},
     }
+    # the defaults round 4 changed are pinned, so that a candidate runs as screened on later code
+    assert stage2.constructor_arguments("new") == {"cg_damping": 0.1, "policy_kwargs": {"log_std_init": 0.0}}
+    assert stage2.constructor_arguments("dauto_kurt") == {
+        "cg_damping": "auto",
+        "policy_kwargs": {"log_std_init": 0.0, "features_extractor_kwargs": {"heavy_tails": True}},
+    }
 
 
 def test_oneliner_skip_done_reads_the_seeds_already_in_the_table(tmp_path: Path) -> None:

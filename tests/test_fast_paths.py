@@ -518,7 +518,7 @@ def test_fisher_vector_product_matches_the_autograd_one(case: str) -> None:
     distribution = model._distribution(obs)
     grads = th.autograd.grad(distribution.log_prob(actions).sum(), all_params, retain_graph=True, allow_unused=True)
     actor = [p for p, g in zip(all_params, grads, strict=True) if g is not None]
-    closed_form = fast_paths.fisher_vector_product(planned(model), obs, actor, model.cg_damping, distribution)
+    closed_form = fast_paths.fisher_vector_product(planned(model), obs, actor, model._fisher_damping(), distribution)
     assert closed_form is not None
     ordered, fast = closed_form
     generic = model._autograd_fisher_vector_product(obs, distribution, ordered)

@@ -4,11 +4,12 @@ no YAML, then 10 deterministic episodes; one row per run appended to ``runs.csv`
 
 Configurations (``--config``):
 
-* ``new``: TRPOPlus with its defaults (observation and value normalization, ``target_kl="auto"``);
+* ``new``: TRPOPlus with its defaults as the code stands (observation and value normalization, ``target_kl`` and
+  ``cg_damping`` ``"auto"``, Box actions from std 0.5; the ``code_rev`` column says which code);
 * ``today``: TRPOPlus's defaults before normalization (``normalize_observations=False, normalize_values=False,
-  target_kl=0.01``);
-* ``norm``: normalization on, ``target_kl=0.01`` (a screening candidate);
-* ``lin``: ``new`` with the radius shrinking linearly from the ``"auto"`` value to 0 over the run (round 2);
+  target_kl=0.01``, and the damping and std before round 4: :data:`BEFORE_ROUND4`);
+* ``norm``: normalization on, ``target_kl=0.01`` (a screening candidate; :data:`BEFORE_ROUND4`);
+* ``lin``: the radius shrinking linearly from the ``"auto"`` value to 0 over the run (round 2; :data:`BEFORE_ROUND4`);
 * ``sb3_contrib``: ``sb3_contrib.TRPO`` with its defaults;
 * ``sb3_ppo``: Stable-Baselines3's ``PPO`` with its defaults (what most users run; a peer of issue 44's confirmation).
 
@@ -48,11 +49,18 @@ TABLE = HERE / "runs.csv"
 #: HalfCheetah runs: how much of the evaluation episode and of each tenth of training the cheetah spent on its back
 MODES = HERE / "modes.csv"
 
+#: TRPOPlus's defaults that round 4 changed (RULE.md): the configurations of the rounds before it pin them, so that
+#: they run as they were measured on any later code
+BEFORE_ROUND4: dict[str, Any] = {"cg_damping": 0.1, "policy_kwargs": {"log_std_init": 0.0}}
+
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "new": ("trpo_plus", {}),
-    "today": ("trpo_plus", {"normalize_observations": False, "normalize_values": False, "target_kl": 0.01}),
-    "norm": ("trpo_plus", {"normalize_observations": True, "normalize_values": True, "target_kl": 0.01}),
-    "lin": ("trpo_plus", {"target_kl": "lin_auto"}),
+    "today": (
+        "trpo_plus",
+        {"normalize_observations": False, "normalize_values": False, "target_kl": 0.01, **BEFORE_ROUND4},
+    ),
+    "norm": ("trpo_plus", {"normalize_observations": True, "normalize_values": True, "target_kl": 0.01, **BEFORE_ROUND4}),
+    "lin": ("trpo_plus", {"target_kl": "lin_auto", **BEFORE_ROUND4}),
     "sb3_contrib": ("sb3_contrib", {}),
     "sb3_ppo": ("sb3_ppo", {}),
 }
@@ -79,7 +87,7 @@ def run(
 
     th.set_num_threads(1)
     library, kwargs = CONFIGS[config]
-    kwargs = {**kwargs, **(overrides or {})}
+    kwargs = merged_arguments(kwargs, overrides or {})
     make = functools.partial(gym.make, env_id, **(env_kwargs or {}))
     algo_class: type[Any]
     if library == "sb3_contrib":
@@ -140,6 +148,14 @@ def run(
             },
         )
     return row
+
+
+def merged_arguments(arguments: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` with ``overrides`` replacing them, key by key inside ``policy_kwargs`` too."""
+    merged = {**arguments, **overrides}
+    if "policy_kwargs" in arguments and "policy_kwargs" in overrides:
+        merged["policy_kwargs"] = {**arguments["policy_kwargs"], **overrides["policy_kwargs"]}
+    return merged
 
 
 def upside_down(env: Any) -> bool:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common.stats import welch_p
+from benchmarks.defaults.oneliner import BEFORE_ROUND4, merged_arguments
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -94,7 +95,8 @@ def changes(label: str) -> dict[str, object]:
 
 
 def constructor_arguments(label: str) -> dict[str, object]:
-    """A round 4 candidate's constructor arguments over ``new``'s (what ``oneliner.py --set`` passes)."""
+    """A round 4 candidate's constructor arguments (what ``oneliner.py --set`` passes): its changes over the
+    defaults before round 4, which are pinned (``oneliner.BEFORE_ROUND4``), so that it runs as screened on any code."""
     arguments = dict(changes(label))
     policy_kwargs: dict[str, object] = {}
     if "log_std_init" in arguments:
@@ -102,7 +104,7 @@ def constructor_arguments(label: str) -> dict[str, object]:
     extractor = {key: arguments.pop(key) for key in ("clip_obs", "heavy_tails") if key in arguments}
     if extractor:
         policy_kwargs["features_extractor_kwargs"] = extractor
-    return {**arguments, **({"policy_kwargs": policy_kwargs} if policy_kwargs else {})}
+    return merged_arguments(BEFORE_ROUND4, {**arguments, **({"policy_kwargs": policy_kwargs} if policy_kwargs else {})})
 
 
 ROUND4_TASKS = dict.fromkeys(("Ant-v5", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Swimmer-v5"), 300_000)
