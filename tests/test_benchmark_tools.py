@@ -632,6 +632,37 @@ def test_round4_stage2_queues_the_survivors_at_1m(tmp_path: Path, monkeypatch: p
     }
 
 
+def test_round4_stage2_chooses_by_mean_score_and_a_tie_goes_to_fewer_changes() -> None:
+    """RULE.md's stage 2: the survivors' mean score over the MuJoCo tasks at 1M and classic control from stage 1;
+    within 0.02 of the best, the candidate with fewer changes from ``new``."""
+    from benchmarks.defaults.tables import ROUND4_CANDIDATES, ROUND4_STAGE2_TASKS, ROUND4_TASKS, round4_choice
+
+    stage1 = {"new": 1.0, "std05": 3.0, "dauto": 0.5, "dauto_std05": 4.0, "dauto_g9999": 0.1, "dauto_clip5": 0.1}
+    stage1["dauto_kurt"] = 0.1
+    rows = [  # classic control alike for every candidate, so that the MuJoCo rows decide
+        {"config": c, "env": task, "seed": seed, "steps": steps, "final_mean": 1000.0 * stage1[c] if steps > 1e5 else 0.0}
+        for c in ROUND4_CANDIDATES
+        for task, steps in ROUND4_TASKS.items()
+        for seed in (100, 101)
+    ]
+
+    def at_1m(final: dict[str, float]) -> pd.DataFrame:
+        more = [
+            {"config": c, "env": task, "seed": seed, "steps": steps, "final_mean": value}
+            for c, value in final.items()
+            for task, steps in ROUND4_STAGE2_TASKS.items()
+            if steps == 1_000_000
+            for seed in (100, 101)
+        ]
+        return pd.DataFrame(rows + more)
+
+    assert round4_choice(pd.DataFrame(rows))[1] is None  # stage 2 not run yet
+    assert round4_choice(at_1m({"new": 1000.0, "std05": 2000.0}))[1] is None  # dauto_std05's runs missing
+    assert round4_choice(at_1m({"new": 1000.0, "std05": 2000.0, "dauto_std05": 3000.0}))[1] == "dauto_std05"
+    # within 0.02 of the best: the one with fewer changes (std05 changes one argument, dauto_std05 two)
+    assert round4_choice(at_1m({"new": 1000.0, "std05": 2990.0, "dauto_std05": 3000.0}))[1] == "std05"
+
+
 def test_oneliner_skip_done_reads_the_seeds_already_in_the_table(tmp_path: Path) -> None:
     """``oneliner.py --skip-done``: a run is recorded when its config (label), env and steps match a row."""
     from benchmarks.defaults.oneliner import recorded
@@ -674,3 +705,53 @@ def test_round3_regression_check_reads_the_margin() -> None:
     assert "zero head **stays**" in regression_check(rows(0.99))
     assert "zero head **does not stay**" in regression_check(rows(0.5))
     assert "not complete" in regression_check(rows(1.0).iloc[1:])
+
+
+def test_round4_confirmation_lanes_share_the_fixed_list_and_skip_what_is_done() -> None:
+    """confirmation.py: task by task, each seed's three one-liners in turn; two lanes take alternate runs; a run in
+    the table (label, env, seed at 1M) is skipped."""
+    from benchmarks.defaults import confirmation
+
+    everything = confirmation.runs("dauto_std05")
+    assert len(everything) == 9 * 5 * 3
+    assert everything[:3] == [
+        ("new", "dauto_std05", "Ant-v5", 0),
+        ("sb3_contrib", "sb3_contrib", "Ant-v5", 0),
+        ("sb3_ppo", "sb3_ppo", "Ant-v5", 0),
+    ]
+    done = pd.DataFrame(
+        [
+            {"config": "sb3_contrib", "env": "Ant-v5", "seed": 0, "steps": 1_000_000},
+            {"config": "new", "env": "Ant-v5", "seed": 0, "steps": 1_000_000},  # another label: not this run
+            {"config": "dauto_std05", "env": "Ant-v5", "seed": 1, "steps": 300_000},  # another budget
+        ]
+    )
+    one, two = (confirmation.queue("dauto_std05", lane, 2, done) for lane in (1, 2))
+    assert sorted(one + two) == sorted(r for r in everything if r[1:] != ("sb3_contrib", "Ant-v5", 0))
+    assert one[:2] == [("new", "dauto_std05", "Ant-v5", 0), ("sb3_ppo", "sb3_ppo", "Ant-v5", 0)]
+    assert two[0] == ("new", "dauto_std05", "Ant-v5", 1)  # its first, Ant-v5 seed 0 of sb3_contrib, is done
+
+
+def test_round4_confirmation_table_reports_complete_tasks_with_shares_and_tests() -> None:
+    """tables.round4_confirmation: a task's row once all five seeds of the three one-liners are in, the share of
+    the tuned entry, HalfCheetah's worst seed, Welch's p against each peer; the IQM over the complete tasks."""
+    pytest.importorskip("rliable")
+    from benchmarks.defaults.tables import round4_confirmation, tuned_entries
+
+    level = {"dauto_std05": 4000.0, "sb3_contrib": 1000.0, "sb3_ppo": 1500.0}
+    rows = [
+        {"config": c, "env": task, "seed": seed, "steps": 1_000_000, "final_mean": level[c] + 100.0 * seed}
+        for c in level
+        for task in ("HalfCheetah-v5", "Hopper-v5")
+        for seed in range(5)
+    ]
+    rows = [r for r in rows if not (r["env"] == "Hopper-v5" and r["config"] == "sb3_ppo" and r["seed"] == 4)]
+    text = round4_confirmation(pd.DataFrame(rows), "dauto_std05")
+    cheetah = next(line for line in text.splitlines() if line.startswith("| HalfCheetah-v5"))
+    tuned = tuned_entries()
+    entry = tuned[tuned.env == "HalfCheetah-v5"].final_mean.mean()
+    assert f"{4200.0 / entry:.0%}" in cheetah and f"worst seed {4000.0 / entry:.0%}" in cheetah
+    assert "4200.0 ± 158.1 (5)" in cheetah and cheetah.endswith("| 1.000 | 1.000 |")  # far above both peers
+    assert "Hopper-v5" not in [line.split(" |")[0].lstrip("| ") for line in text.splitlines()]
+    assert "Not complete yet" in text and "Hopper-v5" in text.split("Not complete yet")[1]
+    assert "IQM over the 1 complete task(s)" in text and "`dauto_std05` 1.00 [" in text  # the best on its task

@@ -133,6 +133,28 @@ def round4_stage1(path: Path) -> str:
     )
 
 
+#: stage 2's budgets: the MuJoCo tasks at 1M, classic control read from stage 1's rows (RULE.md)
+ROUND4_STAGE2_TASKS = {**dict.fromkeys(list(ROUND4_TASKS)[:5], 1_000_000), **CLASSIC}
+
+
+def round4_choice(runs: pd.DataFrame) -> tuple[str, str | None]:
+    """Round 4's stage 2 table and its choice by RULE.md (``None`` while runs are missing): the highest mean score
+    over the seven tasks; within ``TIE`` of it, the candidate with the fewest changes from ``new``."""
+    _, stage1 = scores_table(runs, ROUND4_CANDIDATES, ROUND4_TASKS)
+    if stage1 is None:
+        return "Stage 1 is not complete.", None
+    candidates = sorted(survivors(stage1), key=lambda c: len(changes(c)))  # a tie goes to the earlier one
+    return screening(runs, candidates, ROUND4_STAGE2_TASKS)
+
+
+def round4_stage2(path: Path) -> str:
+    """Round 4's stage 2 table and, once complete, the choice."""
+    table, choice = round4_choice(pd.read_csv(path))
+    if choice is None:
+        return table + "\n\nStage 2 is not complete: its queue is `python -m benchmarks.defaults.stage2`."
+    return table + f"\n\nChosen by the rule: **`{choice}`**."
+
+
 #: RULE.md's round 3: the value head that starts at zero (``zerohead``) against the recorded ``new`` rows
 ROUND3 = (["new", "zerohead"], {**CLASSIC, "Hopper-v5": 1_000_000, "HalfCheetah-v5": 1_000_000, "Walker2d-v5": 1_000_000})
 ROUND3_MARGIN = 0.05
@@ -220,6 +242,87 @@ def confirmation(runs: pd.DataFrame, chosen: str) -> str:
         ]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: issue 44's confirmation (RULE.md, 23:06 UTC): benchmark seeds 0-4 at 1M, the peers beside the choice
+ROUND4_CONFIRM_SEEDS = (0, 1, 2, 3, 4)
+#: its tasks in the order they run (RULE.md's addendum of 2026-12-08: the shortfalls first, Humanoid-v5 the longest last)
+ROUND4_CONFIRM_TASKS = (
+    "Ant-v5",
+    "Hopper-v5",
+    "HalfCheetah-v5",
+    "Swimmer-v5",
+    "Walker2d-v5",
+    "InvertedDoublePendulum-v5",
+    "Reacher-v5",
+    "Pusher-v5",
+    "Humanoid-v5",
+)
+ROUND4_PEERS = ("sb3_contrib", "sb3_ppo")
+
+
+def round4_confirmation(runs: pd.DataFrame, chosen: str) -> str:
+    """
+    Issue 44's confirmation: per task (once all five seeds of the three one-liners are in) each one-liner's
+    mean ± std, the tuned entry, the choice's share of it (target 85%; HalfCheetah's worst seed too, target 60%) and
+    Welch's one-sided p that the choice is below each peer; then rliable's IQM over the complete tasks, of scores
+    normalized per task between the random policy and the best one-liner's mean, with 95% bootstrap intervals.
+    """
+    from benchmarks.common.stats import iqm_intervals
+
+    tuned = tuned_entries()
+    bench = runs[runs.seed.isin(ROUND4_CONFIRM_SEEDS) & (runs.steps == 1_000_000)]
+    configs = (chosen, *ROUND4_PEERS)
+    header = [
+        "task",
+        *(f"`{c}`" for c in configs),
+        "tuned entry",
+        "share of tuned",
+        *(f"p(below `{c}`)" for c in ROUND4_PEERS),
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    scores: dict[str, list[np.ndarray]] = {c: [] for c in configs}
+    missing = []
+    for task in ROUND4_CONFIRM_TASKS:
+        values = {}
+        for config in configs:
+            rows = bench[(bench.config == config) & (bench.env == task)].sort_values("seed")
+            values[config] = rows.final_mean if set(ROUND4_CONFIRM_SEEDS) <= set(rows.seed) else None
+        if any(v is None for v in values.values()):
+            missing.append(task)
+            continue
+        complete = {c: v for c, v in values.items() if v is not None}
+        entry = tuned[tuned.env == task].final_mean
+        share = complete[chosen].mean() / entry.mean() if len(entry) else float("nan")
+        cell = (
+            "n/a (no tuned entry)" if np.isnan(share) else f"{share:.0%}" + (" (met)" if share >= 0.85 else " (**below 85%**)")
+        )
+        if task.startswith("HalfCheetah") and len(entry):
+            worst = complete[chosen].min() / entry.mean()
+            cell += f"; worst seed {worst:.0%}" + (" (met)" if worst >= 0.60 else " (**below 60%**)")
+        lines.append(
+            f"| {task} | "
+            + " | ".join([*(summary(complete[c]) for c in configs), summary(entry), cell])
+            + " | "
+            + " | ".join(p_below(complete[chosen], complete[c]) for c in ROUND4_PEERS)
+            + " |"
+        )
+        best = max(v.mean() for v in complete.values())
+        for config in configs:
+            scores[config].append((complete[config].to_numpy() - RANDOM[task]) / (best - RANDOM[task]))
+    text = "\n".join(lines)
+    if missing:
+        text += "\n\nNot complete yet (reported once all five seeds of the three are in): " + ", ".join(missing) + "."
+    if scores[chosen]:
+        points, intervals = iqm_intervals({c: np.stack(scores[c], axis=1) for c in configs})
+        n_tasks = len(scores[chosen])
+        text += (
+            f"\n\nIQM over the {n_tasks} complete task(s) (score 1: the best one-liner's mean on the task), "
+            "95% stratified-bootstrap interval: "
+            + "; ".join(f"`{c}` {points[c][0]:.2f} [{intervals[c][0, 0]:.2f}, {intervals[c][1, 0]:.2f}]" for c in configs)
+            + "."
+        )
+    return text
 
 
 def classic(runs: pd.DataFrame, chosen: str) -> str:
@@ -333,6 +436,12 @@ def main() -> None:
             round4_stage1,
         ),
         (
+            "Round 4, stage 2: the survivors at 1M (tuning seeds 100 and 101; classic control from stage 1): mean "
+            "final return (score s(c,t))",
+            HERE / "screening.csv",
+            round4_stage2,
+        ),
+        (
             "Diagnosis of the shortfalls (DIAGNOSIS.md; tuning seeds, final deterministic return)",
             HERE / "diagnosis.csv",
             diagnosis,
@@ -341,6 +450,17 @@ def main() -> None:
     for title, path, section in optional:
         if path.exists():
             parts += ["", f"## {title}", "", section(path)]
+    round4 = round4_choice(pd.read_csv(HERE / "screening.csv"))[1] if (HERE / "screening.csv").exists() else None
+    if round4 is not None:
+        parts += [
+            "",
+            f"## Issue 44's confirmation of round 4's choice `{round4}` (benchmark seeds 0-4, 1M steps): mean ± std (seeds)",
+            "",
+            round4_confirmation(runs, round4),
+            "",
+            "p: Welch's one-sided test that the choice's mean is below the peer's. The tuned entry: "
+            "`benchmarks/learning/data/runs.csv` (the Zoo's stack, its own budget).",
+        ]
     parts += ["", *extra_tables()]
     text = "\n".join(parts) + "\n"
     (HERE / "RESULTS.md").write_text(text)
