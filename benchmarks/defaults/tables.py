@@ -465,9 +465,9 @@ def main() -> None:
     text = "\n".join(parts) + "\n"
     (HERE / "RESULTS.md").write_text(text)
     print(text)
-    if args.readme and chosen:
+    if args.readme and round4:  # the README shows issue 44's confirmation of round 4's choice
         readme = ROOT / "README.md"
-        line = confirmation(runs, chosen)
+        line = round4_confirmation(runs, round4)
         block = f"<!-- one-liner-table -->\n{line}\n<!-- /one-liner-table -->"
         readme.write_text(
             re.sub(r"<!-- one-liner-table -->.*?<!-- /one-liner-table -->", block, readme.read_text(), flags=re.S)
