@@ -755,4 +755,3 @@ def test_round4_confirmation_table_reports_complete_tasks_with_shares_and_tests(
     assert "Hopper-v5" not in [line.split(" |")[0].lstrip("| ") for line in text.splitlines()]
     assert "Not complete yet" in text and "Hopper-v5" in text.split("Not complete yet")[1]
     assert "IQM over the 1 complete task(s)" in text and "`dauto_std05` 1.00 [" in text  # the best on its task
-
