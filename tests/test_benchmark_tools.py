@@ -713,11 +713,14 @@ def test_round4_confirmation_lanes_share_the_fixed_list_and_skip_what_is_done() 
     from benchmarks.defaults import confirmation
 
     everything = confirmation.runs("dauto_std05")
-    assert len(everything) == 9 * 5 * 3
-    assert everything[:3] == [
-        ("new", "dauto_std05", "Ant-v5", 0),
-        ("sb3_contrib", "sb3_contrib", "Ant-v5", 0),
-        ("sb3_ppo", "sb3_ppo", "Ant-v5", 0),
+    assert len(everything) == 3 + 9 * 5 * 3
+    assert everything[:6] == [
+        ("new", "dauto_std05", "Pendulum-v1", 0, 100_000),  # classic control first, the choice only
+        ("new", "dauto_std05", "Pendulum-v1", 1, 100_000),
+        ("new", "dauto_std05", "Pendulum-v1", 2, 100_000),
+        ("new", "dauto_std05", "Ant-v5", 0, 1_000_000),
+        ("sb3_contrib", "sb3_contrib", "Ant-v5", 0, 1_000_000),
+        ("sb3_ppo", "sb3_ppo", "Ant-v5", 0, 1_000_000),
     ]
     done = pd.DataFrame(
         [
@@ -727,9 +730,9 @@ def test_round4_confirmation_lanes_share_the_fixed_list_and_skip_what_is_done() 
         ]
     )
     one, two = (confirmation.queue("dauto_std05", lane, 2, done) for lane in (1, 2))
-    assert sorted(one + two) == sorted(r for r in everything if r[1:] != ("sb3_contrib", "Ant-v5", 0))
-    assert one[:2] == [("new", "dauto_std05", "Ant-v5", 0), ("sb3_ppo", "sb3_ppo", "Ant-v5", 0)]
-    assert two[0] == ("new", "dauto_std05", "Ant-v5", 1)  # its first, Ant-v5 seed 0 of sb3_contrib, is done
+    assert sorted(one + two) == sorted(r for r in everything if r[1:] != ("sb3_contrib", "Ant-v5", 0, 1_000_000))
+    assert two[1:3] == [("new", "dauto_std05", "Ant-v5", 0, 1_000_000), ("sb3_ppo", "sb3_ppo", "Ant-v5", 0, 1_000_000)]
+    assert one[2] == ("new", "dauto_std05", "Ant-v5", 1, 1_000_000)  # its Ant-v5 seed 0 of sb3_contrib is done
 
 
 def test_round4_confirmation_table_reports_complete_tasks_with_shares_and_tests() -> None:

@@ -39,17 +39,31 @@ def defaults_are(chosen: str) -> bool:
     return damping == arguments["cg_damping"] and abs(math.log(std) - float(log_std)) < 1e-4
 
 
-def runs(chosen: str) -> list[tuple[str, str, str, int]]:
-    """Every run of the confirmation as (configuration, label, env, seed), in their fixed order."""
+#: classic control at the Zoo's budget, first (RULE.md's addendum of 01:42 and 02:00 UTC): Pendulum-v1 is the
+#: classic task whose one-liner the choice changes (Box actions); CartPole-v1 and Acrobot-v1 have Discrete actions
+CLASSIC_RUNS = (("Pendulum-v1", 100_000, (0, 1, 2)),)
+
+Run = tuple[str, str, str, int, int]  # (configuration, label, env, seed, steps)
+
+
+def runs(chosen: str) -> list[Run]:
+    """Every run of the confirmation, in their fixed order: classic control, then the MuJoCo tasks."""
+    classic = [("new", chosen, task, seed, steps) for task, steps, seeds in CLASSIC_RUNS for seed in seeds]
     configs = [("new", chosen), *((peer, peer) for peer in ROUND4_PEERS)]
-    return [(c, label, task, seed) for task in ROUND4_CONFIRM_TASKS for seed in ROUND4_CONFIRM_SEEDS for c, label in configs]
+    mujoco = [
+        (config, label, task, seed, STEPS)
+        for task in ROUND4_CONFIRM_TASKS
+        for seed in ROUND4_CONFIRM_SEEDS
+        for config, label in configs
+    ]
+    return classic + mujoco
 
 
-def queue(chosen: str, lane: int, lanes: int, table: pd.DataFrame) -> list[tuple[str, str, str, int]]:
+def queue(chosen: str, lane: int, lanes: int, table: pd.DataFrame) -> list[Run]:
     """Lane ``lane``'s (1-based) share of the runs that are not in ``table`` yet."""
-    done = {(r.config, r.env, int(r.seed)) for r in table.itertuples() if int(r.steps) == STEPS}
+    done = {(r.config, r.env, int(r.seed), int(r.steps)) for r in table.itertuples()}
     mine = runs(chosen)[lane - 1 :: lanes]
-    return [(config, label, task, seed) for config, label, task, seed in mine if (label, task, seed) not in done]
+    return [entry for entry in mine if entry[1:] not in done]
 
 
 def main() -> None:
@@ -67,11 +81,11 @@ def main() -> None:
         raise SystemExit("round 4's stage 2 is not complete (python -m benchmarks.defaults.stage2): nothing chosen yet")
     if not defaults_are(chosen):
         raise SystemExit(f"TRPOPlus's defaults in this code are not round 4's choice {chosen!r}: run on code that ships it")
-    for config, label, task, seed in queue(chosen, args.lane, args.lanes, pd.read_csv(TABLE)):
+    for config, label, task, seed, steps in queue(chosen, args.lane, args.lanes, pd.read_csv(TABLE)):
         if args.dry_run:
-            print(config, label, task, seed)
+            print(config, label, task, seed, steps)
             continue
-        row = run(config, task, seed, STEPS, label=label)
+        row = run(config, task, seed, steps, label=label)
         append_row(TABLE, row)
         print(f"{label} {task} seed {seed}: {row['final_mean']:.1f} ({row['wall_time_s']:.0f} s)", flush=True)
 

@@ -460,6 +460,11 @@ def main() -> None:
             "",
             "p: Welch's one-sided test that the choice's mean is below the peer's. The tuned entry: "
             "`benchmarks/learning/data/runs.csv` (the Zoo's stack, its own budget).",
+            "",
+            f"Classic control at the Zoo's budget (100k steps, benchmark seeds 0-2), `{round4}` beside sb3-contrib's "
+            "one-liner (Pendulum-v1 only: CartPole-v1's and Acrobot-v1's Discrete actions take neither change):",
+            "",
+            classic(runs, round4),
         ]
     parts += ["", *extra_tables()]
     text = "\n".join(parts) + "\n"
