@@ -39,7 +39,7 @@ def defaults_are(chosen: str) -> bool:
     return damping == arguments["cg_damping"] and abs(math.log(std) - float(log_std)) < 1e-4
 
 
-#: classic control at the Zoo's budget, first (RULE.md's addendum of 01:42 and 02:00 UTC): Pendulum-v1 is the
+#: classic control at the Zoo's budget, first (RULE.md's addenda of 01:42 and 01:59 UTC): Pendulum-v1 is the
 #: classic task whose one-liner the choice changes (Box actions); CartPole-v1 and Acrobot-v1 have Discrete actions
 CLASSIC_RUNS = (("Pendulum-v1", 100_000, (0, 1, 2)),)
 
