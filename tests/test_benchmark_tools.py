@@ -578,7 +578,7 @@ def test_profile_wraps_the_public_fast_paths_and_names_a_missing_one(monkeypatch
 
 def test_round4_survivors_follow_rule_md() -> None:
     """RULE.md's round 4, stage 1: the two best, their union when they change different arguments, and `new`."""
-    from benchmarks.defaults.tables import survivors
+    from benchmarks.defaults.round4 import survivors
 
     base = {"new": 0.5, "dauto": 0.6, "dauto_std05": 0.9, "dauto_g9999": 0.8, "dauto_clip5": 0.1}
     assert survivors(base) == ["dauto_std05", "dauto_g9999", "dauto_std05_g9999", "new"]
@@ -589,7 +589,7 @@ def test_round4_survivors_follow_rule_md() -> None:
 def test_round4_stage2_queues_the_survivors_at_1m(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """stage2.py reads stage 1's rows, takes the survivors by the rule and queues what is missing at 1M."""
     from benchmarks.defaults import stage2
-    from benchmarks.defaults.tables import ROUND4_CANDIDATES, ROUND4_TASKS
+    from benchmarks.defaults.round4 import ROUND4_CANDIDATES, ROUND4_TASKS
 
     score = {
         "new": 1.0,
@@ -635,7 +635,7 @@ def test_round4_stage2_queues_the_survivors_at_1m(tmp_path: Path, monkeypatch: p
 def test_round4_stage2_chooses_by_mean_score_and_a_tie_goes_to_fewer_changes() -> None:
     """RULE.md's stage 2: the survivors' mean score over the MuJoCo tasks at 1M and classic control from stage 1;
     within 0.02 of the best, the candidate with fewer changes from ``new``."""
-    from benchmarks.defaults.tables import ROUND4_CANDIDATES, ROUND4_STAGE2_TASKS, ROUND4_TASKS, round4_choice
+    from benchmarks.defaults.round4 import ROUND4_CANDIDATES, ROUND4_STAGE2_TASKS, ROUND4_TASKS, round4_choice
 
     stage1 = {"new": 1.0, "std05": 3.0, "dauto": 0.5, "dauto_std05": 4.0, "dauto_g9999": 0.1, "dauto_clip5": 0.1}
     stage1["dauto_kurt"] = 0.1
@@ -736,10 +736,11 @@ def test_round4_confirmation_lanes_share_the_fixed_list_and_skip_what_is_done() 
 
 
 def test_round4_confirmation_table_reports_complete_tasks_with_shares_and_tests() -> None:
-    """tables.round4_confirmation: a task's row once all five seeds of the three one-liners are in, the share of
+    """round4.round4_confirmation: a task's row once all five seeds of the three one-liners are in, the share of
     the tuned entry, HalfCheetah's worst seed, Welch's p against each peer; the IQM over the complete tasks."""
     pytest.importorskip("rliable")
-    from benchmarks.defaults.tables import round4_confirmation, tuned_entries
+    from benchmarks.defaults.round4 import round4_confirmation
+    from benchmarks.defaults.scoring import tuned_entries
 
     level = {"dauto_std05": 4000.0, "sb3_contrib": 1000.0, "sb3_ppo": 1500.0}
     rows = [

@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmarks.common.table import append_row
 from benchmarks.defaults.oneliner import TABLE, run
-from benchmarks.defaults.tables import ROUND4_CONFIRM_SEEDS, ROUND4_CONFIRM_TASKS, ROUND4_PEERS, round4_choice
+from benchmarks.defaults.round4 import ROUND4_CONFIRM_SEEDS, ROUND4_CONFIRM_TASKS, ROUND4_PEERS, round4_choice
 
 STEPS = 1_000_000
 
@@ -29,7 +29,7 @@ def defaults_are(chosen: str) -> bool:
     import inspect
     import math
 
-    from benchmarks.defaults.tables import constructor_arguments
+    from benchmarks.defaults.round4 import constructor_arguments
     from sb3_trpo_plus import TRPOPlus
 
     arguments = constructor_arguments(chosen)
@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.lane <= args.lanes:
         raise SystemExit(f"--lane must be 1 to --lanes ({args.lanes}), got {args.lane}")
-    from benchmarks.defaults.tables import HERE
+    from benchmarks.defaults.scoring import HERE
 
     _, chosen = round4_choice(pd.read_csv(HERE / "screening.csv"))
     if chosen is None:

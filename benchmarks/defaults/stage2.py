@@ -1,6 +1,6 @@
 """Round 4's stage 2 (RULE.md): the survivors of stage 1 and ``new`` at 1M steps on the five MuJoCo tasks, tuning
 seeds 100 and 101, appended to ``screening.csv``. The survivors are read from stage 1's rows by the rule
-(:func:`benchmarks.defaults.tables.survivors`); a run already in the table is skipped, so a stopped lane resumes.
+(:func:`benchmarks.defaults.round4.survivors`); a run already in the table is skipped, so a stopped lane resumes.
 
     python -m benchmarks.defaults.stage2 --seed 100      # one lane
     python -m benchmarks.defaults.stage2 --dry-run       # what it would run
@@ -15,7 +15,8 @@ import pandas as pd
 
 from benchmarks.common.table import append_row
 from benchmarks.defaults.oneliner import run
-from benchmarks.defaults.tables import HERE, ROUND4_CANDIDATES, ROUND4_TASKS, constructor_arguments, scores_table, survivors
+from benchmarks.defaults.round4 import ROUND4_CANDIDATES, ROUND4_TASKS, constructor_arguments, survivors
+from benchmarks.defaults.scoring import HERE, scores_table
 
 TABLE = HERE / "screening.csv"
 #: stage 2's tasks, longest first (Ant-v5 takes about twice the others)
