@@ -97,7 +97,8 @@ class TRPOPlus(OnPolicyAlgorithm):
     arguments with the same meaning, except ``target_kl``, which bounds the KL of the whole action
     distribution (summed over action dimensions) instead of its average over action dimensions, and
     ``cg_damping``, which damps the Fisher of that KL; for Box and MultiBinary actions multiply both of
-    sb3-contrib's values by the number of action dimensions to get the same update.
+    sb3-contrib's values by the number of action dimensions to get the same update. Box actions start from std 0.5
+    (``policy_kwargs``), where sb3-contrib's start from 1.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
     :param env: The environment to learn from (if registered in Gym, can be str)
