@@ -258,6 +258,30 @@ def _curve_means() -> dict[tuple[str, str, int], float]:
     return means
 
 
+def _speed_section() -> list[str]:
+    """The recurrent family's speed beside RecurrentPPO's, side by side (``speed.py``), where ``speed.csv`` exists:
+    the wall times of the table above were taken at other times, on a shared machine."""
+    import pandas as pd
+
+    from benchmarks.families.speed import TABLE, summary
+
+    if not TABLE.exists():
+        return []
+    table = summary(pd.read_csv(TABLE))
+    lines = [
+        "",
+        "Speed, side by side (`python -m benchmarks.families.speed`: `learn` alternating in one process, one thread, "
+        "each with its entry): CPU seconds per 1,000 steps, median over the repeats.",
+        "",
+        "| task | RecurrentPPO | RecurrentTRPOPlus | ratio |",
+        "|---|---|---|---|",
+    ]
+    for task, row in table.iterrows():
+        cpu = row["cpu_s_per_1k"]
+        lines.append(f"| {task} | {cpu['ppo_lstm']:.3f} | {cpu['trpo_plus_lstm']:.3f} | {cpu['ratio']:.2f} |")
+    return lines
+
+
 def report() -> None:
     with open(RESULTS) as file:
         rows = list(csv.DictReader(file))
@@ -316,7 +340,7 @@ def report() -> None:
     mlp = [float(r["final_return"]) for r in rows if r["algo"] == "trpo_plus_mlp"]
     if mlp:
         lines += ["", f"Side check, CartPoleNoVel-v1 without memory (TRPOPlus, MlpPolicy, same settings): {cell(mlp)}."]
-    lines += ["", f"Runs recorded: {len(rows)}."]
+    lines += ["", f"Runs recorded: {len(rows)}.", *_speed_section()]
     REPORT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
