@@ -34,7 +34,8 @@ def select_initial_action_std(
     ``log_std_init`` and the policy class takes one (SB3's and sb3-contrib's Gaussian policies do; a user's own
     class may not). ``std=None`` leaves the policy's own default (SB3's: std 1).
 
-    :return: the policy's keyword arguments (a new dict where changed) and the note (``None``: nothing to say)
+    :return: the policy's keyword arguments (a new dict where changed) and the note for the user (``None``: nothing
+        to say)
     """
     if std is None or not isinstance(action_space, spaces.Box) or use_sde or "log_std_init" in policy_kwargs:
         return policy_kwargs, None
@@ -42,7 +43,9 @@ def select_initial_action_std(
     if "log_std_init" not in accepted and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         name = getattr(policy_class, "__name__", policy_class)
         return policy_kwargs, f"{name} takes no log_std_init, so its actions start with its own std (not {std})"
-    return {**policy_kwargs, "log_std_init": math.log(std)}, None
+    sb3 = "policy_kwargs={'log_std_init': 0.0} gives SB3's 1"
+    note = f"Box actions start from std {std} (log_std_init={math.log(std):.4f}; {sb3})"
+    return {**policy_kwargs, "log_std_init": math.log(std)}, note
 
 
 def warn_if_images_flattened(policy: BasePolicy, space: spaces.Space, cnn_alias: str) -> None:

@@ -77,6 +77,7 @@ def test_selection_returns_new_kwargs_and_leaves_the_users_dict_alone() -> None:
     box = spaces.Box(-1, 1, (2,))
     given: dict[str, Any] = {"net_arch": [8]}
     chosen, note = select_initial_action_std(0.5, box, False, ActorCriticPolicy, given)
-    assert chosen == {"net_arch": [8], "log_std_init": math.log(0.5)} and note is None
+    assert chosen == {"net_arch": [8], "log_std_init": math.log(0.5)}
+    assert note == "Box actions start from std 0.5 (log_std_init=-0.6931; policy_kwargs={'log_std_init': 0.0} gives SB3's 1)"
     assert given == {"net_arch": [8]}
     assert select_initial_action_std(None, box, False, ActorCriticPolicy, given) == (given, None)
