@@ -111,8 +111,8 @@ class TRPOPlus(OnPolicyAlgorithm):
     :param cg_max_steps: Maximum number of conjugate-gradient iterations (Fisher-vector products), >= 1
     :param cg_damping: Damping lambda >= 0 added to the Fisher: CG solves (F + lambda I) s = g. F is the Fisher of
         the joint KL, action dimensions times the one ``sb3_contrib.TRPO`` damps: its value times the number of
-        action dimensions is the equivalent here (Box and MultiBinary actions). ``"auto"`` (default): sb3-contrib's
-        default 0.1 in this unit (0.1 times the action dimensions for Box and MultiBinary actions, 0.1 otherwise)
+        action dimensions is the equivalent here (Box and MultiBinary actions). ``"auto"``: sb3-contrib's default
+        0.1 in this unit (0.1 times the action dimensions for Box and MultiBinary actions, 0.1 otherwise)
     :param line_search_shrinking_factor: Step-size reduction alpha in (0, 1) of the backtracking
         line search (``theta_new = theta + alpha^j * step``)
     :param line_search_max_iter: Number of candidates the line search tries (>= 1)
@@ -201,7 +201,7 @@ class TRPOPlus(OnPolicyAlgorithm):
         batch_size: int = 128,
         gamma: float = 0.99,
         cg_max_steps: int = 15,
-        cg_damping: float | Literal["auto"] = "auto",
+        cg_damping: float | Literal["auto"] = 0.1,
         line_search_shrinking_factor: float = 0.8,
         line_search_max_iter: int = 10,
         n_critic_updates: int = 10,

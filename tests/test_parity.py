@@ -34,17 +34,13 @@ def test_every_sb3_contrib_argument_is_accepted_with_its_default() -> None:
     ours = inspect.signature(TRPOPlus.__init__).parameters
     for name, param in theirs.items():
         assert name in ours, name
-        if name not in ("target_kl", "cg_damping"):
+        if name != "target_kl":
             assert ours[name].default == param.default, name
     assert TRPOPlus.policy_aliases.keys() == TRPO.policy_aliases.keys()
-    # target_kl="auto" and cg_damping="auto" are sb3-contrib's defaults 0.01 and 0.1 in TRPOPlus's unit (the joint
-    # KL): times the action dimensions
+    # target_kl="auto" is sb3-contrib's default 0.01 in TRPOPlus's unit (the joint KL): times the action dimensions
     assert ours["target_kl"].default == "auto" and theirs["target_kl"].default == 0.01
-    assert ours["cg_damping"].default == "auto" and theirs["cg_damping"].default == 0.1
     for env, dims in (("HalfCheetah-v5", 6), ("Pendulum-v1", 1), ("CartPole-v1", 1)):
-        model = TRPOPlus("MlpPolicy", env, n_steps=64)
-        assert model._current_target_kl() == pytest.approx(0.01 * dims)
-        assert model._fisher_damping() == pytest.approx(0.1 * dims)
+        assert TRPOPlus("MlpPolicy", env, n_steps=64)._current_target_kl() == pytest.approx(0.01 * dims)
 
 
 class ScriptRun(NamedTuple):
