@@ -3,11 +3,13 @@
 The natural-gradient step is TRPOPlus's own (:meth:`TRPOPlus._policy_step`); this class only says how a batch's
 action distribution is built. ``train()`` takes the whole rollout from sb3-contrib's ``RecurrentRolloutBuffer`` as
 padded sequences (cut at episode starts, each with the LSTM state stored when its first step was collected), runs
-the actor's LSTM along every sequence from that state (``RecurrentActorCriticPolicy._process_sequence``, as
-``RecurrentPPO`` does per minibatch) and keeps the rows of real steps only: the padding never reaches the action
-distribution, so the surrogate, the KL, the Fisher-vector products (Gauss-Newton through autograd, back through the
-LSTM) and the line search are all means over the real steps. The critic is regressed through its own LSTM (or the
-shared one, whose output it sees detached, so the actor's parameters do not move) on sequence minibatches.
+the actor's LSTM along every sequence from that state (what ``RecurrentActorCriticPolicy._process_sequence``
+computes, as ``RecurrentPPO`` does per minibatch; with ``fast_paths``, in one LSTM call instead of one per time
+step: :func:`sb3_trpo_plus.fast_paths.lstm_along_sequences`) and keeps the rows of real steps only: the padding never
+reaches the action distribution, so the surrogate, the KL, the Fisher-vector products (Gauss-Newton through
+autograd, back through the LSTM) and the line search are all means over the real steps. The critic is regressed
+through its own LSTM (or the shared one, whose output it sees detached, so the actor's parameters do not move) on
+sequence minibatches.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ class RecurrentTRPOPlus(TRPOPlus):
         sequence minibatches (``RecurrentRolloutBuffer.get(batch_size)``), the padding masked out of the loss;
         the actor's parameters get no gradient.
 
-        :param plan: unused (the fast paths never serve a recurrent policy)
+        :param plan: unused (the MLP fast paths never serve a recurrent policy; its LSTM runs as :meth:`_lstm_output`)
         :return: the mean minibatch loss (NaN when ``n_critic_updates == 0``)
         """
         critic_params = critic_parameters(self.policy, actor_params)
