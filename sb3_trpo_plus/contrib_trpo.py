@@ -3,8 +3,9 @@
 ``from sb3_trpo_plus import TRPO`` in place of ``from sb3_contrib import TRPO`` gives the same update with no other
 edit: the same arguments with the same defaults and meanings (``target_kl`` and ``cg_damping`` per action dimension,
 as sb3-contrib averages the KL over the dimensions of Box and MultiBinary actions; no normalization inside the
-policy), and sb3-contrib's model files load with their meaning. :class:`~sb3_trpo_plus.TRPOPlus` keeps the joint
-KL's unit and normalizes by default; each class loads the other's files, converting both values.
+policy; Box actions from SB3's std 1), and sb3-contrib's model files load with their meaning.
+:class:`~sb3_trpo_plus.TRPOPlus` keeps the joint KL's unit, normalizes and starts Box actions from std 0.5 by
+default; each class loads the other's files, converting both values.
 """
 
 from __future__ import annotations
