@@ -759,3 +759,19 @@ def test_round4_confirmation_table_reports_complete_tasks_with_shares_and_tests(
     assert "Hopper-v5" not in [line.split(" |")[0].lstrip("| ") for line in text.splitlines()]
     assert "Not complete yet" in text and "Hopper-v5" in text.split("Not complete yet")[1]
     assert "IQM over the 1 complete task(s)" in text and "`dauto_std05` 1.00 [" in text  # the best on its task
+
+
+def test_families_speed_summary_is_the_median_ratio_per_task() -> None:
+    """families/speed.py: per task, each algorithm's median CPU and wall seconds per 1k steps, and the ratio of
+    RecurrentTRPOPlus's to RecurrentPPO's medians."""
+    from benchmarks.families.speed import summary
+
+    rows = [
+        {"task": "T", "algo": algo, "repeat": r, "cpu_s_per_1k": cpu, "wall_s_per_1k": 2 * cpu}
+        for algo, values in (("trpo_plus_lstm", [1.0, 9.0, 2.0]), ("ppo_lstm", [4.0, 5.0, 100.0]))
+        for r, cpu in enumerate(values)
+    ]
+    table = summary(pd.DataFrame(rows))
+    assert table.loc["T", ("cpu_s_per_1k", "trpo_plus_lstm")] == 2.0 and table.loc["T", ("cpu_s_per_1k", "ppo_lstm")] == 5.0
+    assert table.loc["T", ("cpu_s_per_1k", "ratio")] == pytest.approx(0.4)
+    assert table.loc["T", ("wall_s_per_1k", "ratio")] == pytest.approx(0.4)
