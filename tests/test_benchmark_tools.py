@@ -759,6 +759,8 @@ def test_round4_confirmation_table_reports_complete_tasks_with_shares_and_tests(
     assert "Hopper-v5" not in [line.split(" |")[0].lstrip("| ") for line in text.splitlines()]
     assert "Not complete yet" in text and "Hopper-v5" in text.split("Not complete yet")[1]
     assert "IQM over the 1 complete task(s)" in text and "`dauto_std05` 1.00 [" in text  # the best on its task
+    none = round4_confirmation(pd.DataFrame(rows[1:]), "dauto_std05")  # HalfCheetah's first row gone: no task complete
+    assert none.startswith("No task is complete yet") and "|" not in none
 
 
 def test_families_speed_summary_is_the_median_ratio_per_task() -> None:

@@ -156,6 +156,8 @@ def round4_confirmation(runs: pd.DataFrame, chosen: str) -> str:
         best = max(v.mean() for v in complete.values())
         for config in configs:
             scores[config].append((complete[config].to_numpy() - RANDOM[task]) / (best - RANDOM[task]))
+    if not scores[chosen]:
+        return "No task is complete yet (a row once all five seeds of the three are in): " + ", ".join(missing) + "."
     text = "\n".join(lines)
     if missing:
         text += "\n\nNot complete yet (reported once all five seeds of the three are in): " + ", ".join(missing) + "."

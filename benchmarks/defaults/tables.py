@@ -253,6 +253,17 @@ def main() -> None:
             "one-liner (Pendulum-v1 only: CartPole-v1's and Acrobot-v1's Discrete actions take neither change):",
             "",
             classic(runs, round4),
+            "",
+            "Round 2's `new` (std 1) on Pendulum-v1, the same seeds and budget: "
+            + summary(
+                runs[
+                    (runs.config == "new")
+                    & (runs.env == "Pendulum-v1")
+                    & (runs.steps == 100_000)
+                    & runs.seed.isin(CONFIRM_SEEDS)
+                ].final_mean
+            )
+            + ".",
         ]
     parts += ["", *extra_tables()]
     text = "\n".join(parts) + "\n"
