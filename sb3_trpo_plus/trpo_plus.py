@@ -155,7 +155,8 @@ class TRPOPlus(OnPolicyAlgorithm):
         deviation of the returns; :mod:`sb3_trpo_plus.critic`), so that the learning rate suits any reward scale.
         ``"auto"`` (default): where the policy's values are its ``value_net`` layer's output (SB3's and
         sb3-contrib's actor-critic policies) and the env stack has no ``VecNormalize``; ``True``: required;
-        ``False``: never. Both ``False`` give the update of TRPOPlus before normalization existed
+        ``False``: never. Both ``False``, with ``policy_kwargs={"log_std_init": 0.0}``, give TRPOPlus before
+        normalization existed (the drop-in :class:`sb3_trpo_plus.TRPO` is sb3-contrib's TRPO)
     :param fast_paths: Use the closed forms of :mod:`sb3_trpo_plus.fast_paths` (rollout forward, Fisher-vector
         product, critic fit, fused Adam) where they provably compute what SB3's own code computes for the policy
         (SB3's MLP actor-critic, unmodified); any other policy takes the generic autograd paths regardless.
