@@ -4,8 +4,8 @@ no YAML, then 10 deterministic episodes; one row per run appended to ``runs.csv`
 
 Configurations (``--config``):
 
-* ``new``: TRPOPlus with its defaults as the code stands (observation and value normalization, ``target_kl`` and
-  ``cg_damping`` ``"auto"``, Box actions from std 0.5; the ``code_rev`` column says which code);
+* ``new``: TRPOPlus with its defaults as the code stands (observation and value normalization, ``target_kl="auto"``,
+  Box actions from std 0.5 since round 4; the ``code_rev`` column says which code);
 * ``today``: TRPOPlus's defaults before normalization (``normalize_observations=False, normalize_values=False,
   target_kl=0.01``, and the damping and std before round 4: :data:`BEFORE_ROUND4`);
 * ``norm``: normalization on, ``target_kl=0.01`` (a screening candidate; :data:`BEFORE_ROUND4`);
@@ -49,8 +49,8 @@ TABLE = HERE / "runs.csv"
 #: HalfCheetah runs: how much of the evaluation episode and of each tenth of training the cheetah spent on its back
 MODES = HERE / "modes.csv"
 
-#: TRPOPlus's defaults that round 4 changed (RULE.md): the configurations of the rounds before it pin them, so that
-#: they run as they were measured on any later code
+#: the defaults round 4 screened (the damping, kept) and changed (the initial std, 1 before): the configurations of
+#: the rounds before it and round 4's candidates pin them, so that they run as they were measured on any later code
 BEFORE_ROUND4: dict[str, Any] = {"cg_damping": 0.1, "policy_kwargs": {"log_std_init": 0.0}}
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
