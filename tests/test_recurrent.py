@@ -240,7 +240,6 @@ def test_dict_observations_use_the_dict_buffer() -> None:
 def minibatches(model: RecurrentTRPOPlus, batch_size: int) -> list[Any]:
     """The critic's sequence minibatches of a collected rollout, as ``train()`` takes them."""
     collect(model)
-    model.rollout_buffer.get(batch_size)  # (the first call prepares the sequences)
     return list(model.rollout_buffer.get(batch_size))
 
 
